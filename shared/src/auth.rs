@@ -70,7 +70,11 @@ impl Principal {
             Err(AuthError::Forbidden(format!(
                 "role '{}' may not do this; allowed: {}",
                 self.role.as_str(),
-                roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     }
@@ -149,16 +153,11 @@ impl Verifier {
                 "the JWKS URL must start with file://, https:// or http://".to_string(),
             ));
         };
-        Verifier::from_jwks_json(
-            &text,
-            &config.issuer,
-            &config.audience,
-            &config.role_claim,
-        )
-        .map_err(|e| match e {
-            AuthError::InvalidToken(reason) => jwks_err(reason),
-            other => other,
-        })
+        Verifier::from_jwks_json(&text, &config.issuer, &config.audience, &config.role_claim)
+            .map_err(|e| match e {
+                AuthError::InvalidToken(reason) => jwks_err(reason),
+                other => other,
+            })
     }
 
     /// Builds a verifier from JWKS text. Keys without a `kid` or with an algorithm other than
@@ -236,12 +235,9 @@ impl Verifier {
         validation.set_audience(&[&self.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 30;
-        let data = jsonwebtoken::decode::<serde_json::Map<String, Value>>(
-            token,
-            &key.key,
-            &validation,
-        )
-        .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        let data =
+            jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key.key, &validation)
+                .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         let claims = data.claims;
         let sub = claims
             .get("sub")
@@ -392,7 +388,10 @@ mod tests {
     fn missing_or_malformed_header_is_missing_token() {
         let k = keys("k1");
         let v = verifier(&k.jwks);
-        assert!(matches!(v.verify_header(None), Err(AuthError::MissingToken)));
+        assert!(matches!(
+            v.verify_header(None),
+            Err(AuthError::MissingToken)
+        ));
         assert!(matches!(
             v.verify_header(Some("Basic abc")),
             Err(AuthError::MissingToken)
@@ -403,7 +402,10 @@ mod tests {
     fn cognito_groups_array_maps_to_the_most_privileged_role() {
         let claim = serde_json::json!(["beta-testers", "user", "admin"]);
         assert_eq!(role_from_claim(Some(&claim)), Some(Role::Admin));
-        assert_eq!(role_from_claim(Some(&Value::from("service"))), Some(Role::Service));
+        assert_eq!(
+            role_from_claim(Some(&Value::from("service"))),
+            Some(Role::Service)
+        );
         assert_eq!(role_from_claim(Some(&Value::from("guest"))), None);
         assert_eq!(role_from_claim(None), None);
     }

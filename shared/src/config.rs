@@ -10,6 +10,7 @@
 //! | `AUTH_ISSUER` | yes | | JWT issuer (`iss`) |
 //! | `AUTH_AUDIENCE` | yes | | JWT audience (`aud`) |
 //! | `AUTH_JWKS_URL` | yes | | JWKS location, `https://...` or `file:///...` |
+//! | `EVENTS_DLQ_URL`, `JOBS_DLQ_URL`, `OUTBOX_DLQ_URL` | no | | dead-letter queues the `dlq-watch` job checks |
 //! | `AUTH_ROLE_CLAIM` | no | `role` | claim carrying the role (`cognito:groups` for Cognito) |
 //! | `DEDUPE_TTL_DAYS` | no | 35 | how long an `event_id` is remembered |
 //! | `AGGREGATE_SHARDS` | no | 16 | write shards per daily aggregate (1..=256) |
@@ -40,6 +41,8 @@ pub struct Config {
     pub aggregate_shards: u32,
     pub engagement_window_days: u32,
     pub default_trial_days: u32,
+    /// (name, url) of each configured dead-letter queue.
+    pub dead_letter_queues: Vec<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +99,19 @@ impl Config {
         let aggregate_shards = number("AGGREGATE_SHARDS", 16, 1, 256);
         let engagement_window_days = number("ENGAGEMENT_WINDOW_DAYS", 28, 1, 365);
         let default_trial_days = number("DEFAULT_TRIAL_DAYS", 14, 1, 365);
+        let dead_letter_queues = [
+            ("events", "EVENTS_DLQ_URL"),
+            ("jobs", "JOBS_DLQ_URL"),
+            ("outbox", "OUTBOX_DLQ_URL"),
+        ]
+        .into_iter()
+        .filter_map(|(name, var)| {
+            vars.get(var)
+                .map(|v| v.trim())
+                .filter(|v| !v.is_empty())
+                .map(|v| (name.to_string(), v.to_string()))
+        })
+        .collect();
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -114,6 +130,7 @@ impl Config {
             aggregate_shards,
             engagement_window_days,
             default_trial_days,
+            dead_letter_queues,
         })
     }
 }

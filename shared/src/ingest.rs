@@ -193,7 +193,8 @@ async fn fold_user(
                 }
                 CommitOutcome::Conflict if attempt < MAX_ATTEMPTS => {
                     report.conflicts += 1;
-                    let backoff = 10u64 * (1 << attempt.min(6)) + u64::from(fnv1a32(ids[0].as_bytes()) % 10);
+                    let backoff =
+                        10u64 * (1 << attempt.min(6)) + u64::from(fnv1a32(ids[0].as_bytes()) % 10);
                     tokio::time::sleep(std::time::Duration::from_millis(backoff)).await;
                 }
                 CommitOutcome::Conflict => return Err(IngestError::Contended { user_id }),
@@ -279,12 +280,24 @@ mod tests {
         assert_eq!(day1["ev#feature_used"], 2);
         assert_eq!(day1["au#unknown"], 1);
         assert_eq!(day1["fu#unknown#f#ms"], 20);
-        assert!(commit.aggregates.iter().all(|a| a.shard == shard_of("u1", 4)));
+        assert!(commit
+            .aggregates
+            .iter()
+            .all(|a| a.shard == shard_of("u1", 4)));
 
-        let next = plan_commit("u1", Some(commit.profile), &[&used("d", "2026-11-02T12:00:00Z")], &settings, now);
+        let next = plan_commit(
+            "u1",
+            Some(commit.profile),
+            &[&used("d", "2026-11-02T12:00:00Z")],
+            &settings,
+            now,
+        );
         assert_eq!(next.expected_version, Some(1));
         assert_eq!(next.profile.version, 2);
-        assert!(!next.aggregates[0].counters.contains_key("au#unknown"), "already active that day");
+        assert!(
+            !next.aggregates[0].counters.contains_key("au#unknown"),
+            "already active that day"
+        );
     }
 
     #[test]
@@ -293,7 +306,10 @@ mod tests {
         for i in 0..1600 {
             counts[shard_of(&format!("user-{i}"), 16) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (50..=150).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (50..=150).contains(&c)),
+            "{counts:?}"
+        );
         assert_eq!(shard_of("anyone", 1), 0);
     }
 }

@@ -30,9 +30,7 @@ pub fn job_message(input: &ScheduleInput, now: DateTime<Utc>) -> Result<JobMessa
     if !JOBS.contains(&input.job.as_str()) {
         return Err(JobError::Unknown(input.job.clone()));
     }
-    let minute = now
-        .duration_trunc(TimeDelta::minutes(1))
-        .unwrap_or(now);
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
     Ok(JobMessage {
         job_id: format!("{}@{}", input.job, minute.format("%Y-%m-%dT%H:%MZ")),
         job: input.job.clone(),
@@ -103,8 +101,14 @@ mod tests {
             "j",
             Utc::now(),
             vec![
-                DlqDepth { queue: "EventsDLQ".into(), messages: 2 },
-                DlqDepth { queue: "JobsDLQ".into(), messages: 1 },
+                DlqDepth {
+                    queue: "EventsDLQ".into(),
+                    messages: 2,
+                },
+                DlqDepth {
+                    queue: "JobsDLQ".into(),
+                    messages: 1,
+                },
             ],
         );
         assert_eq!(r.total, 3);

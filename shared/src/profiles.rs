@@ -251,12 +251,18 @@ impl Profile {
             EventBody::SubscriptionCanceled(s) => {
                 self.subscribe(s, SubscriptionStatus::Canceled, at, id)
             }
-            EventBody::PaymentFailed(_) => {
-                self.payment_state(SubscriptionStatus::Active, SubscriptionStatus::PastDue, at, id)
-            }
-            EventBody::PaymentSucceeded(_) => {
-                self.payment_state(SubscriptionStatus::PastDue, SubscriptionStatus::Active, at, id)
-            }
+            EventBody::PaymentFailed(_) => self.payment_state(
+                SubscriptionStatus::Active,
+                SubscriptionStatus::PastDue,
+                at,
+                id,
+            ),
+            EventBody::PaymentSucceeded(_) => self.payment_state(
+                SubscriptionStatus::PastDue,
+                SubscriptionStatus::Active,
+                at,
+                id,
+            ),
             _ => {}
         }
         self.record_recent(day, used_feature, settings);
@@ -331,8 +337,7 @@ impl Profile {
         id: &str,
     ) {
         if let Some(current) = &self.subscription {
-            if current.value.status == from && (at, id) > (current.at, current.event_id.as_str())
-            {
+            if current.value.status == from && (at, id) > (current.at, current.event_id.as_str()) {
                 let mut sub = current.value.clone();
                 sub.status = to;
                 set_latest(&mut self.subscription, sub, at, id);
@@ -344,7 +349,8 @@ impl Profile {
         let Some(last) = self.last_active_at else {
             return;
         };
-        let window_start = last.date_naive() - Duration::days(i64::from(s.engagement_window_days) - 1);
+        let window_start =
+            last.date_naive() - Duration::days(i64::from(s.engagement_window_days) - 1);
         if day >= window_start {
             let activity = self.recent.entry(day).or_default();
             activity.events += 1;
@@ -503,7 +509,11 @@ mod tests {
             ev(
                 "c",
                 "2026-11-10T00:00:00Z",
-                EventBody::SubscriptionTrialConverted(sub("mid", Some(11988), Some(Interval::Year))),
+                EventBody::SubscriptionTrialConverted(sub(
+                    "mid",
+                    Some(11988),
+                    Some(Interval::Year),
+                )),
             ),
         ]);
         let s = &p.subscription.as_ref().unwrap().value;
@@ -568,7 +578,11 @@ mod tests {
         assert_eq!(e.distinct_features, 3);
         // 0.5 * 10/28 + 0.3 * 3/5 + 0.2 * 20/140
         let expected = 0.5 * 10.0 / 28.0 + 0.3 * 0.6 + 0.2 * 20.0 / 140.0;
-        assert!((e.score - expected).abs() < 1e-4, "{} vs {expected}", e.score);
+        assert!(
+            (e.score - expected).abs() < 1e-4,
+            "{} vs {expected}",
+            e.score
+        );
         let later = p.engagement("2026-12-31T00:00:00Z".parse().unwrap(), 28);
         assert_eq!(later.score, 0.0, "no activity in the window");
     }
@@ -586,5 +600,122 @@ mod tests {
         let (p2, d2) = fold(&reversed);
         assert_eq!(d1, d2);
         assert_eq!(p1, p2);
+    }
+}
+
+/// The profile as the API shows it: plain values, durations in seconds, money in major units,
+/// engagement as of the time of reading.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProfileView {
+    pub user_id: String,
+    pub tier: String,
+    pub segment: Option<String>,
+    pub country: Option<String>,
+    pub timezone: Option<String>,
+    pub signup_date: Option<NaiveDate>,
+    pub goals: Vec<String>,
+    pub custom: BTreeMap<String, Value>,
+    pub subscription: Option<SubscriptionView>,
+    pub trial: Option<TrialView>,
+    pub features: BTreeMap<String, FeatureView>,
+    pub first_seen_at: Option<DateTime<Utc>>,
+    pub last_active_at: Option<DateTime<Utc>>,
+    pub active_days: usize,
+    pub engagement: Engagement,
+    pub event_count: u64,
+    pub events_by_type: BTreeMap<String, u64>,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubscriptionView {
+    pub status: SubscriptionStatus,
+    pub plan: String,
+    pub tier: String,
+    pub mrr: f64,
+    pub mrr_minor: i64,
+    pub currency: Option<String>,
+    pub interval: Option<Interval>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrialView {
+    pub started_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub plan: String,
+    pub tier: String,
+    /// Whole hours left at the time of reading (0 once ended).
+    pub hours_left: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeatureView {
+    pub count: u64,
+    pub total_seconds: f64,
+    pub first_used_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+}
+
+impl Profile {
+    pub fn view(&self, now: DateTime<Utc>, window_days: u32) -> ProfileView {
+        let value = |s: &Option<Stamped<String>>| s.as_ref().map(|v| v.value.clone());
+        ProfileView {
+            user_id: self.user_id.clone(),
+            tier: self.current_tier().to_string(),
+            segment: value(&self.segment),
+            country: value(&self.country),
+            timezone: value(&self.timezone),
+            signup_date: self.signup_date.as_ref().map(|s| s.value),
+            goals: self
+                .goals
+                .as_ref()
+                .map(|g| g.value.clone())
+                .unwrap_or_default(),
+            custom: self
+                .custom
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone()))
+                .collect(),
+            subscription: self.subscription.as_ref().map(|s| SubscriptionView {
+                status: s.value.status,
+                plan: s.value.plan.clone(),
+                tier: s.value.tier.clone(),
+                mrr: s.value.mrr_minor as f64 / 100.0,
+                mrr_minor: s.value.mrr_minor,
+                currency: s.value.currency.clone(),
+                interval: s.value.interval,
+                updated_at: s.at,
+            }),
+            trial: self.trial.as_ref().map(|t| TrialView {
+                started_at: t.value.started_at,
+                ends_at: t.value.ends_at,
+                plan: t.value.plan.clone(),
+                tier: t.value.tier.clone(),
+                hours_left: (t.value.ends_at - now).num_hours().max(0),
+            }),
+            features: self
+                .features
+                .iter()
+                .map(|(k, f)| {
+                    (
+                        k.clone(),
+                        FeatureView {
+                            count: f.count,
+                            total_seconds: f.duration_ms as f64 / 1000.0,
+                            first_used_at: f.first_used_at,
+                            last_used_at: f.last_used_at,
+                        },
+                    )
+                })
+                .collect(),
+            first_seen_at: self.first_seen_at,
+            last_active_at: self.last_active_at,
+            active_days: self.active_days.len(),
+            engagement: self.engagement(now, window_days),
+            event_count: self.event_count,
+            events_by_type: self.events_by_type.clone(),
+            version: self.version,
+        }
     }
 }

@@ -133,7 +133,10 @@ mod tests {
         let directive = &doc["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(directive["Namespace"], "tierup");
         assert_eq!(directive["Dimensions"][0], json!(["function", "outcome"]));
-        assert_eq!(directive["Metrics"][0], json!({"Name": "EventsFolded", "Unit": "Count"}));
+        assert_eq!(
+            directive["Metrics"][0],
+            json!({"Name": "EventsFolded", "Unit": "Count"})
+        );
         assert_eq!(doc["EventsFolded"], 12.0);
         assert_eq!(doc["outcome"], "applied");
         assert_eq!(doc["function"], "worker-events");

@@ -1,1 +1,118 @@
-fn main() {}
+//! worker-jobs: runs job messages from the jobs queue, one span per record, reporting failed
+//! records so only they are retried (and reach the jobs DLQ after `maxReceiveCount`).
+
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use tracing::Instrument;
+
+use shared::config::Config;
+use shared::jobs::{DlqDepth, DlqReport, DLQ_WATCH};
+use shared::queue::{JobMessage, SqsProducer};
+use shared::store::DynamoStore;
+use shared::telemetry::{Metrics, Unit};
+
+struct Jobs {
+    config: Config,
+    store: DynamoStore,
+    producer: SqsProducer,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum JobFailure {
+    #[error("the message body is not a job message")]
+    Malformed(#[source] serde_json::Error),
+    #[error("unknown job '{0}'")]
+    Unknown(String),
+    #[error(transparent)]
+    Store(#[from] shared::error::StoreError),
+    #[error(transparent)]
+    Queue(#[from] shared::error::QueueError),
+}
+
+impl JobFailure {
+    fn error_type(&self) -> &'static str {
+        match self {
+            JobFailure::Malformed(_) => "malformed_message",
+            JobFailure::Unknown(_) => "unknown_job",
+            JobFailure::Store(_) => "store_error",
+            JobFailure::Queue(_) => "queue_error",
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    shared::telemetry::init();
+    let config = Config::from_env()?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let jobs = Arc::new(Jobs {
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table_name),
+        producer: SqsProducer::new(aws_sdk_sqs::Client::new(&aws)),
+        config,
+    });
+    shared::telemetry::cold_start("worker-jobs");
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let jobs = jobs.clone();
+        async move { Ok::<_, Error>(handle(&jobs, event.payload).await) }
+    }))
+    .await
+}
+
+async fn handle(jobs: &Jobs, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let message_id = record.message_id.clone().unwrap_or_default();
+        let span = tracing::info_span!("job", %message_id, job = tracing::field::Empty, job_id = tracing::field::Empty);
+        let result = run_record(jobs, record.body.as_deref().unwrap_or_default())
+            .instrument(span.clone())
+            .await;
+        if let Err(e) = result {
+            span.in_scope(|| {
+                tracing::error!(error_type = e.error_type(), error = %shared::http::error_chain(&e), "job failed")
+            });
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message_id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+async fn run_record(jobs: &Jobs, body: &str) -> Result<(), JobFailure> {
+    let job: JobMessage = serde_json::from_str(body).map_err(JobFailure::Malformed)?;
+    tracing::Span::current().record("job", job.job.as_str());
+    tracing::Span::current().record("job_id", job.job_id.as_str());
+    match job.job.as_str() {
+        DLQ_WATCH => dlq_watch(jobs, &job).await,
+        other => Err(JobFailure::Unknown(other.to_string())),
+    }
+}
+
+/// Reads each dead-letter queue's depth, stores the report (shown by `GET /v1/health`) and
+/// emits one `DeadLetterMessages` metric per queue. Running it twice just refreshes the report.
+async fn dlq_watch(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailure> {
+    let mut depths = Vec::new();
+    for (name, url) in &jobs.config.dead_letter_queues {
+        let messages = jobs.producer.depth(url).await?;
+        Metrics::new("worker-jobs")
+            .dimension("queue", name)
+            .value("DeadLetterMessages", messages as f64, Unit::Count)
+            .emit();
+        depths.push(DlqDepth {
+            queue: name.clone(),
+            messages,
+        });
+    }
+    let report = DlqReport::new(&job.job_id, chrono::Utc::now(), depths);
+    if report.total > 0 {
+        tracing::warn!(
+            total = report.total,
+            "dead-letter queues hold messages; see `tierup dlq list`"
+        );
+    }
+    let doc = serde_json::to_value(&report).map_err(JobFailure::Malformed)?;
+    jobs.store.put_ops_document(DLQ_WATCH, &doc).await?;
+    Ok(())
+}

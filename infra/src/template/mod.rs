@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 
-pub use intrinsics::{Physical, QueueRef, Resolver};
+pub use intrinsics::{Physical, QueueRef, Resolver, ACCOUNT_ID, REGION};
 pub use raw::{AttributeDefinition, GlobalSecondaryIndex, KeyElement, TimeToLive};
 
 /// Physical names are `tierup-<LogicalId>`, locally and in the env files.

@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use parse::{parse_batch, parse_event, BatchError, ParsedBatch, Rejected, MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
+pub use parse::{
+    parse_batch, parse_event, BatchError, ParsedBatch, Rejected, MAX_BATCH_BYTES, MAX_BATCH_EVENTS,
+};
 
 /// A field-level problem with an input: `field` is a dotted path such as `properties.amount`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

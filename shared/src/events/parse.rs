@@ -298,7 +298,10 @@ impl<'a, 'e> Fields<'a, 'e> {
         if s.chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
         {
-            self.fail(key, "must not contain whitespace, control characters or '/'");
+            self.fail(
+                key,
+                "must not contain whitespace, control characters or '/'",
+            );
             return None;
         }
         Some(s.to_string())
@@ -313,7 +316,10 @@ impl<'a, 'e> Fields<'a, 'e> {
             .as_str()
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
         else {
-            self.fail(key, "must be an RFC 3339 date-time, e.g. 2026-11-24T10:00:00Z");
+            self.fail(
+                key,
+                "must be an RFC 3339 date-time, e.g. 2026-11-24T10:00:00Z",
+            );
             return None;
         };
         let ts = parsed.with_timezone(&Utc);
@@ -422,7 +428,10 @@ impl<'a, 'e> Fields<'a, 'e> {
         };
         let trial_ends_at = match self.get("trial_ends_at") {
             None => None,
-            Some(v) => match v.as_str().and_then(|s| DateTime::parse_from_rfc3339(s).ok()) {
+            Some(v) => match v
+                .as_str()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            {
                 Some(t) => Some(t.with_timezone(&Utc)),
                 None => {
                     self.fail("trial_ends_at", "must be an RFC 3339 date-time");
@@ -497,16 +506,26 @@ impl<'a, 'e> Fields<'a, 'e> {
             if tz.parse::<chrono_tz::Tz>().is_ok() {
                 Some(tz)
             } else {
-                self.fail("timezone", "must be an IANA time zone such as Europe/Berlin");
+                self.fail(
+                    "timezone",
+                    "must be an IANA time zone such as Europe/Berlin",
+                );
                 None
             }
         });
         let signup_date = self.optional_text("signup_date").and_then(|s| {
             NaiveDate::parse_from_str(&s, "%Y-%m-%d")
                 .ok()
-                .or_else(|| DateTime::parse_from_rfc3339(&s).ok().map(|d| d.date_naive()))
                 .or_else(|| {
-                    self.fail("signup_date", "must be a date (YYYY-MM-DD) or RFC 3339 date-time");
+                    DateTime::parse_from_rfc3339(&s)
+                        .ok()
+                        .map(|d| d.date_naive())
+                })
+                .or_else(|| {
+                    self.fail(
+                        "signup_date",
+                        "must be a date (YYYY-MM-DD) or RFC 3339 date-time",
+                    );
                     None
                 })
         });
@@ -626,9 +645,15 @@ mod tests {
     fn timestamps_outside_the_window_are_rejected() {
         let mut raw = feature("e1");
         raw["timestamp"] = json!("2026-11-24T12:06:00Z");
-        assert_eq!(fields(&parse_event(&raw, now()).unwrap_err()), vec!["timestamp"]);
+        assert_eq!(
+            fields(&parse_event(&raw, now()).unwrap_err()),
+            vec!["timestamp"]
+        );
         raw["timestamp"] = json!("2025-10-19T12:00:00Z");
-        assert_eq!(fields(&parse_event(&raw, now()).unwrap_err()), vec!["timestamp"]);
+        assert_eq!(
+            fields(&parse_event(&raw, now()).unwrap_err()),
+            vec!["timestamp"]
+        );
         raw["timestamp"] = json!("2026-11-24T13:04:00+01:00");
         assert!(parse_event(&raw, now()).is_ok(), "offsets are honoured");
     }
@@ -649,7 +674,11 @@ mod tests {
                          "properties": {"plan": "pro_monthly", "tier": "pro"}});
         assert_eq!(
             fields(&parse_event(&raw, now()).unwrap_err()),
-            vec!["properties.amount", "properties.currency", "properties.interval"]
+            vec![
+                "properties.amount",
+                "properties.currency",
+                "properties.interval"
+            ]
         );
         let raw = json!({"event_id": "e", "type": "subscription_started", "user_id": "u",
                          "timestamp": "2026-11-24T11:00:00Z",
@@ -675,7 +704,10 @@ mod tests {
         );
         let raw = json!({"event_id": "e", "type": "identify", "user_id": "u",
                          "timestamp": "2026-11-24T11:00:00Z", "properties": {}});
-        assert_eq!(fields(&parse_event(&raw, now()).unwrap_err()), vec!["properties"]);
+        assert_eq!(
+            fields(&parse_event(&raw, now()).unwrap_err()),
+            vec!["properties"]
+        );
     }
 
     #[test]

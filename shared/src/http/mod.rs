@@ -7,7 +7,7 @@ mod problem;
 
 pub use auth::{Authenticated, HasVerifier};
 pub use correlation::{correlation_layer, CorrelationId, CORRELATION_HEADER};
-pub use problem::{problem_response, Problem, PROBLEM_CONTENT_TYPE};
+pub use problem::{error_chain, problem_for, problem_response, Problem, PROBLEM_CONTENT_TYPE};
 
 /// Runs an axum router as a Lambda function behind API Gateway (HTTP API, payload v2) or a
 /// function URL, with correlation ids on every request.

@@ -50,7 +50,7 @@ pub fn problem_for(error: &ApiError) -> Problem {
                 .collect::<Vec<_>>()
                 .join("; ");
             let mut p = Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::BAD_REQUEST,
                 "validation",
                 "Invalid input",
                 detail,
@@ -94,9 +94,12 @@ pub fn problem_for(error: &ApiError) -> Problem {
             "Service unavailable",
             "token verification keys are unavailable",
         ),
-        ApiError::NotFound(what) => {
-            Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", what.clone())
-        }
+        ApiError::NotFound(what) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            "Not found",
+            what.clone(),
+        ),
         ApiError::Conflict(what) => {
             Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", what.clone())
         }
@@ -162,7 +165,7 @@ mod tests {
     #[test]
     fn validation_errors_name_the_field() {
         let p = problem_for(&ApiError::field("events[0].timestamp", "is required"));
-        assert_eq!(p.status, 422);
+        assert_eq!(p.status, 400);
         assert_eq!(p.errors[0].field, "events[0].timestamp");
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["type"], "https://tierup.dev/problems/validation");
@@ -174,7 +177,10 @@ mod tests {
         let status = |e: ApiError| problem_for(&e).status;
         assert_eq!(status(ApiError::BadRequest("x".into())), 400);
         assert_eq!(status(ApiError::Auth(AuthError::MissingToken)), 401);
-        assert_eq!(status(ApiError::Auth(AuthError::Forbidden("x".into()))), 403);
+        assert_eq!(
+            status(ApiError::Auth(AuthError::Forbidden("x".into()))),
+            403
+        );
         assert_eq!(status(ApiError::NotFound("x".into())), 404);
         assert_eq!(status(ApiError::Conflict("x".into())), 409);
         assert_eq!(status(ApiError::PayloadTooLarge("x".into())), 413);

@@ -53,7 +53,9 @@ pub fn pack_events(events: &[Event]) -> Result<Vec<String>, QueueError> {
             && (current.len() == MAX_EVENTS_PER_MESSAGE
                 || current_bytes + size + ENVELOPE > MAX_MESSAGE_BYTES)
         {
-            bodies.push(serde_json::to_string(&serde_json::json!({ "events": current }))?);
+            bodies.push(serde_json::to_string(
+                &serde_json::json!({ "events": current }),
+            )?);
             current.clear();
             current_bytes = 0;
         }
@@ -61,7 +63,9 @@ pub fn pack_events(events: &[Event]) -> Result<Vec<String>, QueueError> {
         current_bytes += size;
     }
     if !current.is_empty() {
-        bodies.push(serde_json::to_string(&serde_json::json!({ "events": current }))?);
+        bodies.push(serde_json::to_string(
+            &serde_json::json!({ "events": current }),
+        )?);
     }
     Ok(bodies)
 }
@@ -255,7 +259,12 @@ mod tests {
         assert!(bodies.iter().all(|b| b.len() <= MAX_MESSAGE_BYTES));
         let total: usize = bodies
             .iter()
-            .map(|b| serde_json::from_str::<EventsMessage>(b).unwrap().events.len())
+            .map(|b| {
+                serde_json::from_str::<EventsMessage>(b)
+                    .unwrap()
+                    .events
+                    .len()
+            })
             .sum();
         assert_eq!(total, 10);
     }

@@ -74,7 +74,10 @@ pub fn add_counters(item: &HashMap<String, AttributeValue>, totals: &mut BTreeMa
 /// True when a dedupe item is present and not expired at `now`.
 pub fn dedupe_live(item: &HashMap<String, AttributeValue>, now: DateTime<Utc>) -> bool {
     match item.get("expires_at").and_then(|v| v.as_n().ok()) {
-        Some(t) => t.parse::<i64>().map(|t| t >= now.timestamp()).unwrap_or(true),
+        Some(t) => t
+            .parse::<i64>()
+            .map(|t| t >= now.timestamp())
+            .unwrap_or(true),
         None => true,
     }
 }
@@ -148,7 +151,8 @@ mod tests {
     #[test]
     fn expired_dedupe_records_do_not_count() {
         let now: DateTime<Utc> = "2026-11-24T00:00:00Z".parse().unwrap();
-        let item = |t: i64| HashMap::from([("expires_at".to_string(), AttributeValue::N(t.to_string()))]);
+        let item =
+            |t: i64| HashMap::from([("expires_at".to_string(), AttributeValue::N(t.to_string()))]);
         assert!(dedupe_live(&item(now.timestamp() + 1), now));
         assert!(!dedupe_live(&item(now.timestamp() - 1), now));
     }

@@ -40,9 +40,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -143,8 +141,7 @@ impl DynamoStore {
                 .await
                 .map_err(|e| StoreError::sdk("Query", e))?;
             let found = out.items.unwrap_or_default();
-            self.stats
-                .read(1, found.iter().map(item_size).sum(), false);
+            self.stats.read(1, found.iter().map(item_size).sum(), false);
             for item in &found {
                 items::add_counters(item, &mut totals);
             }
@@ -241,8 +238,7 @@ impl IngestStore for DynamoStore {
                     .responses
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default();
-                self.stats
-                    .read(1, found.iter().map(item_size).sum(), true);
+                self.stats.read(1, found.iter().map(item_size).sum(), true);
                 for item in found {
                     if items::dedupe_live(&item, now) {
                         if let Some(id) = item
@@ -254,10 +250,7 @@ impl IngestStore for DynamoStore {
                         }
                     }
                 }
-                match out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.table))
-                {
+                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
                     Some(rest) if !rest.keys.is_empty() => {
                         attempt += 1;
                         request = rest;
@@ -299,7 +292,9 @@ impl IngestStore for DynamoStore {
         }
         let profile_item = items::profile_to_item(&commit.profile)?;
         bytes.push(item_size(&profile_item));
-        let mut put = Put::builder().table_name(&self.table).set_item(Some(profile_item));
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(profile_item));
         put = match commit.expected_version {
             None => put.condition_expression("attribute_not_exists(pk)"),
             Some(v) => put
@@ -308,7 +303,10 @@ impl IngestStore for DynamoStore {
         };
         writes.push(
             TransactWriteItem::builder()
-                .put(put.build().map_err(|e| StoreError::sdk("TransactWriteItems", e))?)
+                .put(
+                    put.build()
+                        .map_err(|e| StoreError::sdk("TransactWriteItems", e))?,
+                )
                 .build(),
         );
         for agg in &commit.aggregates {
@@ -350,15 +348,14 @@ impl IngestStore for DynamoStore {
                 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
                 let service = err.as_service_error();
                 let conflict = match service {
-                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                        .cancellation_reasons()
-                        .iter()
-                        .any(|r| {
+                    Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+                        e.cancellation_reasons().iter().any(|r| {
                             matches!(
                                 r.code(),
                                 Some("ConditionalCheckFailed") | Some("TransactionConflict")
                             )
-                        }),
+                        })
+                    }
                     _ => false,
                 };
                 self.stats.failed_request();

@@ -32,7 +32,8 @@ impl StoreStats {
     pub fn write(&self, requests: u64, bytes: usize, _transactional: bool) {
         self.write_requests.fetch_add(requests, Ordering::Relaxed);
         self.items_written.fetch_add(1, Ordering::Relaxed);
-        self.write_units_x10.fetch_add(kb(bytes) * 10, Ordering::Relaxed);
+        self.write_units_x10
+            .fetch_add(kb(bytes) * 10, Ordering::Relaxed);
     }
 
     /// A committed transaction: two units per KB of each item.
@@ -41,14 +42,19 @@ impl StoreStats {
         self.items_written
             .fetch_add(item_bytes.len() as u64, Ordering::Relaxed);
         let units: u64 = item_bytes.iter().map(|b| 2 * kb(*b)).sum();
-        self.write_units_x10.fetch_add(units * 10, Ordering::Relaxed);
+        self.write_units_x10
+            .fetch_add(units * 10, Ordering::Relaxed);
     }
 
     /// A read of `bytes` in total: strongly consistent 1 unit per 4 KB, else half.
     pub fn read(&self, requests: u64, bytes: usize, consistent: bool) {
         self.read_requests.fetch_add(requests, Ordering::Relaxed);
         let units4k = (bytes.max(1) as u64).div_ceil(4096);
-        let x10 = if consistent { units4k * 10 } else { units4k * 5 };
+        let x10 = if consistent {
+            units4k * 10
+        } else {
+            units4k * 5
+        };
         self.read_units_x10.fetch_add(x10, Ordering::Relaxed);
     }
 
