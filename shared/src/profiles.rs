@@ -179,13 +179,6 @@ impl Profile {
             counter: counters::events(event.type_name()),
             amount: 1,
         }];
-        if self.active_days.insert(day) {
-            deltas.push(CounterDelta {
-                day,
-                counter: counters::active_users(self.current_tier()),
-                amount: 1,
-            });
-        }
         self.event_count += 1;
         *self
             .events_by_type
@@ -264,6 +257,14 @@ impl Profile {
                 id,
             ),
             _ => {}
+        }
+        // After the body, so an identify that names the tier counts its user under it.
+        if self.active_days.insert(day) {
+            deltas.push(CounterDelta {
+                day,
+                counter: counters::active_users(self.current_tier()),
+                amount: 1,
+            });
         }
         self.record_recent(day, used_feature, settings);
         deltas

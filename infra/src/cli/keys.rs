@@ -18,7 +18,8 @@ pub struct SigningKey {
 
 impl SigningKey {
     pub fn pem(&self) -> Result<Vec<u8>> {
-        std::fs::read(&self.pem_path).with_context(|| format!("reading {}", self.pem_path.display()))
+        std::fs::read(&self.pem_path)
+            .with_context(|| format!("reading {}", self.pem_path.display()))
     }
 }
 

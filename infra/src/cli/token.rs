@@ -71,3 +71,21 @@ pub fn local_token(key: &SigningKey, role: Role, ttl: i64) -> Result<String> {
         },
     )
 }
+
+/// A token for `role` with the issuer, audience and claim from the environment (a running
+/// local stack's `.local/stack.env` provides them), falling back to the local constants.
+pub fn env_token(key: &SigningKey, role: Role, ttl: i64) -> Result<String> {
+    let var =
+        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    mint(
+        key,
+        &TokenArgs {
+            role,
+            sub: None,
+            ttl,
+            issuer: var("AUTH_ISSUER", LOCAL_ISSUER),
+            audience: var("AUTH_AUDIENCE", LOCAL_AUDIENCE),
+            role_claim: var("AUTH_ROLE_CLAIM", LOCAL_ROLE_CLAIM),
+        },
+    )
+}

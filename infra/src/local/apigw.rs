@@ -83,7 +83,12 @@ fn headers_and_cookies(headers: &HeaderMap) -> (BTreeMap<String, String>, Vec<St
     for (name, value) in headers {
         let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
         if name == http::header::COOKIE {
-            cookies.extend(value.split(';').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()));
+            cookies.extend(
+                value
+                    .split(';')
+                    .map(|c| c.trim().to_string())
+                    .filter(|c| !c.is_empty()),
+            );
             continue;
         }
         joined
@@ -169,7 +174,11 @@ pub fn function_response(result: &Value) -> Result<FunctionResponse, ResponseErr
         }
     }
     if let Some(cookies) = result.get("cookies").and_then(Value::as_array) {
-        headers.extend(cookies.iter().map(|c| ("set-cookie".to_string(), scalar(c))));
+        headers.extend(
+            cookies
+                .iter()
+                .map(|c| ("set-cookie".to_string(), scalar(c))),
+        );
     }
     let text = result.get("body").map(scalar).unwrap_or_default();
     let body = if result.get("isBase64Encoded").and_then(Value::as_bool) == Some(true) {
@@ -239,14 +248,25 @@ mod tests {
     fn the_event_is_what_lambda_http_parses() {
         let value = event(b"{\"x\":1}");
         let parsed: ApiGatewayV2httpRequest = serde_json::from_value(value.clone()).unwrap();
-        assert_eq!(parsed.route_key.as_deref(), Some("GET /v1/users/{user_id}/profile"));
+        assert_eq!(
+            parsed.route_key.as_deref(),
+            Some("GET /v1/users/{user_id}/profile")
+        );
         assert_eq!(parsed.raw_path.as_deref(), Some("/v1/users/u%201/profile"));
         assert_eq!(parsed.path_parameters["user_id"], "u 1");
-        assert_eq!(parsed.query_string_parameters.first("a"), Some("1,2"));
+        // Comma-joined like API Gateway; lambda_http splits them again.
+        assert_eq!(value["queryStringParameters"]["a"], "1,2");
+        assert_eq!(
+            parsed.query_string_parameters.all("a"),
+            Some(vec!["1", "2"])
+        );
         assert_eq!(parsed.query_string_parameters.first("q"), Some("x y!"));
         assert_eq!(parsed.headers["x-tag"], "a,b");
         assert!(parsed.headers.get("cookie").is_none());
-        assert_eq!(parsed.cookies, Some(vec!["s=1".to_string(), "t=2".to_string()]));
+        assert_eq!(
+            parsed.cookies,
+            Some(vec!["s=1".to_string(), "t=2".to_string()])
+        );
         assert_eq!(parsed.body.as_deref(), Some("{\"x\":1}"));
         assert!(!parsed.is_base64_encoded);
         assert_eq!(parsed.request_context.http.method, http::Method::GET);
@@ -278,12 +298,16 @@ mod tests {
         assert!(r.headers.contains(&("set-cookie".into(), "a=1".into())));
         assert_eq!(r.body, b"{}");
 
-        let r = function_response(&json!({"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}))
-            .unwrap();
+        let r =
+            function_response(&json!({"statusCode": 200, "body": "aGk=", "isBase64Encoded": true}))
+                .unwrap();
         assert_eq!(r.body, b"hi");
 
         let r = function_response(&json!({"ok": true})).unwrap();
-        assert_eq!((r.status, r.body), (StatusCode::OK, br#"{"ok":true}"#.to_vec()));
+        assert_eq!(
+            (r.status, r.body),
+            (StatusCode::OK, br#"{"ok":true}"#.to_vec())
+        );
         assert!(function_response(&json!({"statusCode": 1000})).is_err());
     }
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use anyhow::{anyhow, bail, Context, Result};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
-    Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -22,7 +22,11 @@ pub struct Emulator {
 impl Emulator {
     /// Every table and queue of the template; queues are configured even when they exist so a
     /// changed template or visibility cap takes effect.
-    pub async fn ensure(&self, template: &Template, max_visibility: Option<u32>) -> Result<Physical> {
+    pub async fn ensure(
+        &self,
+        template: &Template,
+        max_visibility: Option<u32>,
+    ) -> Result<Physical> {
         let mut physical = Physical::default();
         for table in &template.tables {
             let name = self
@@ -38,7 +42,9 @@ impl Emulator {
                         .queues
                         .get(&r.dead_letter_queue)
                         .map(|q| q.arn.clone())
-                        .ok_or_else(|| anyhow!("dead-letter queue {} missing", r.dead_letter_queue))?,
+                        .ok_or_else(|| {
+                            anyhow!("dead-letter queue {} missing", r.dead_letter_queue)
+                        })?,
                 ),
                 None => None,
             };
@@ -54,17 +60,28 @@ impl Emulator {
 
     async fn ensure_table(&self, table: &Table) -> Result<String> {
         let name = physical_name(&table.logical_id);
-        match self.dynamodb.describe_table().table_name(&name).send().await {
+        match self
+            .dynamodb
+            .describe_table()
+            .table_name(&name)
+            .send()
+            .await
+        {
             Ok(existing) => {
                 let keys = existing
                     .table()
                     .map(|t| t.key_schema().to_vec())
                     .unwrap_or_default();
                 if keys != key_schema(&table.key_schema)? {
-                    bail!("{name} exists with another key schema; delete it or restart the emulator");
+                    bail!(
+                        "{name} exists with another key schema; delete it or restart the emulator"
+                    );
                 }
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 self.create_table(&name, table).await?;
             }
             Err(e) => return Err(e).context("DescribeTable"),
@@ -91,7 +108,9 @@ impl Emulator {
             .iter()
             .map(|gsi| {
                 let projection = Projection::builder()
-                    .projection_type(ProjectionType::from(gsi.projection.projection_type.as_str()))
+                    .projection_type(ProjectionType::from(
+                        gsi.projection.projection_type.as_str(),
+                    ))
                     .set_non_key_attributes(gsi.projection.non_key_attributes.clone())
                     .build();
                 Ok(GlobalSecondaryIndex::builder()
@@ -159,17 +178,21 @@ impl Emulator {
                     .context("SetQueueAttributes")?;
                 url
             }
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => self
-                .sqs
-                .create_queue()
-                .queue_name(name)
-                .set_attributes(Some(attributes))
-                .send()
-                .await
-                .context("CreateQueue")?
-                .queue_url()
-                .unwrap_or_default()
-                .to_string(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
+                self.sqs
+                    .create_queue()
+                    .queue_name(name)
+                    .set_attributes(Some(attributes))
+                    .send()
+                    .await
+                    .context("CreateQueue")?
+                    .queue_url()
+                    .unwrap_or_default()
+                    .to_string()
+            }
             Err(e) => return Err(e).context("GetQueueUrl"),
         };
         let arn = self
@@ -237,15 +260,24 @@ pub fn queue_attributes(
         .visibility_timeout
         .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT);
     let visibility = max_visibility.map_or(visibility, |cap| visibility.min(cap));
-    let mut attributes = HashMap::from([(QueueAttributeName::VisibilityTimeout, visibility.to_string())]);
+    let mut attributes = HashMap::from([(
+        QueueAttributeName::VisibilityTimeout,
+        visibility.to_string(),
+    )]);
     let optional = [
-        (QueueAttributeName::MessageRetentionPeriod, queue.message_retention_period),
+        (
+            QueueAttributeName::MessageRetentionPeriod,
+            queue.message_retention_period,
+        ),
         (QueueAttributeName::DelaySeconds, queue.delay_seconds),
         (
             QueueAttributeName::ReceiveMessageWaitTimeSeconds,
             queue.receive_message_wait_time_seconds,
         ),
-        (QueueAttributeName::MaximumMessageSize, queue.maximum_message_size),
+        (
+            QueueAttributeName::MaximumMessageSize,
+            queue.maximum_message_size,
+        ),
     ];
     for (name, value) in optional {
         if let Some(value) = value {

@@ -145,7 +145,8 @@ impl Cron {
     }
 
     fn matches_day(&self, day: NaiveDate) -> bool {
-        let in_set = |set: &Option<BTreeSet<u32>>, v: u32| set.as_ref().is_some_and(|s| s.contains(&v));
+        let in_set =
+            |set: &Option<BTreeSet<u32>>, v: u32| set.as_ref().is_some_and(|s| s.contains(&v));
         self.years.contains(&(day.year() as u32))
             && self.months.contains(&day.month())
             && (in_set(&self.days_of_month, day.day())
@@ -179,10 +180,18 @@ fn optional_field(
     }
 }
 
-fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<BTreeSet<u32>, String> {
+fn field(
+    text: &str,
+    what: &str,
+    min: u32,
+    max: u32,
+    names: &[&str],
+) -> Result<BTreeSet<u32>, String> {
     let mut values = BTreeSet::new();
     for item in text.split(',') {
-        values.extend(item_values(item, min, max, names).map_err(|e| format!("{what} {text:?}: {e}"))?);
+        values.extend(
+            item_values(item, min, max, names).map_err(|e| format!("{what} {text:?}: {e}"))?,
+        );
     }
     Ok(values)
 }
@@ -190,7 +199,9 @@ fn field(text: &str, what: &str, min: u32, max: u32, names: &[&str]) -> Result<B
 fn item_values(item: &str, min: u32, max: u32, names: &[&str]) -> Result<Vec<u32>, String> {
     let (range, step) = match item.split_once('/') {
         Some((range, step)) => {
-            let step: u32 = step.parse().map_err(|_| format!("step {step:?} is not a number"))?;
+            let step: u32 = step
+                .parse()
+                .map_err(|_| format!("step {step:?} is not a number"))?;
             if step == 0 {
                 return Err("a step must be positive".to_string());
             }
@@ -239,7 +250,9 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn next(expr: &str, after: &str) -> Option<DateTime<Utc>> {
@@ -251,9 +264,18 @@ mod tests {
     #[test]
     fn daily_cron_fires_at_its_minute_and_then_the_next_day() {
         let e = "cron(5 0 * * ? *)";
-        assert_eq!(next(e, "2026-11-24T00:00:00Z"), Some(at("2026-11-24T00:05:00Z")));
-        assert_eq!(next(e, "2026-11-24T00:05:00Z"), Some(at("2026-11-25T00:05:00Z")));
-        assert_eq!(next(e, "2026-12-31T23:59:59Z"), Some(at("2027-01-01T00:05:00Z")));
+        assert_eq!(
+            next(e, "2026-11-24T00:00:00Z"),
+            Some(at("2026-11-24T00:05:00Z"))
+        );
+        assert_eq!(
+            next(e, "2026-11-24T00:05:00Z"),
+            Some(at("2026-11-25T00:05:00Z"))
+        );
+        assert_eq!(
+            next(e, "2026-12-31T23:59:59Z"),
+            Some(at("2027-01-01T00:05:00Z"))
+        );
     }
 
     #[test]
@@ -275,7 +297,10 @@ mod tests {
             next("cron(0 8 1 JAN,jul ? 2027)", "2026-11-24T00:00:00Z"),
             Some(at("2027-01-01T08:00:00Z"))
         );
-        assert_eq!(next("cron(0 8 1 JAN,JUL ? 2027)", "2027-07-01T08:00:00Z"), None);
+        assert_eq!(
+            next("cron(0 8 1 JAN,JUL ? 2027)", "2027-07-01T08:00:00Z"),
+            None
+        );
     }
 
     #[test]
@@ -326,7 +351,9 @@ mod tests {
         ] {
             assert!(Expression::parse(bad).is_err(), "{bad} was accepted");
         }
-        let err = Expression::parse("cron(0 12 L * ? *)").unwrap_err().to_string();
+        let err = Expression::parse("cron(0 12 L * ? *)")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not supported"), "{err}");
     }
 }

@@ -58,7 +58,10 @@ impl Invoker {
         event: &Value,
         timeout: Duration,
     ) -> Result<Value, InvokeError> {
-        let url = format!("{}/2015-03-31/functions/{binary}/invocations", self.base_url);
+        let url = format!(
+            "{}/2015-03-31/functions/{binary}/invocations",
+            self.base_url
+        );
         let transport = |source| InvokeError::Transport {
             binary: binary.to_string(),
             source,
@@ -117,11 +120,15 @@ mod tests {
 
     #[test]
     fn watch_answers_map_to_results_and_errors() {
-        assert_eq!(interpret("f", 200, br#"{"a":1}"#).unwrap(), serde_json::json!({"a": 1}));
+        assert_eq!(
+            interpret("f", 200, br#"{"a":1}"#).unwrap(),
+            serde_json::json!({"a": 1})
+        );
         assert_eq!(interpret("f", 200, b"").unwrap(), Value::Null);
         let err = interpret("f", 500, br#"{"errorType":"E","errorMessage":"boom"}"#).unwrap_err();
         assert!(matches!(err, InvokeError::Function { ref message, .. } if message == "boom"));
-        let err = interpret("f", 404, br#"{"title":"Missing function","detail":"no"}"#).unwrap_err();
+        let err =
+            interpret("f", 404, br#"{"title":"Missing function","detail":"no"}"#).unwrap_err();
         assert!(matches!(err, InvokeError::NoSuchFunction { .. }));
         assert!(matches!(
             interpret("f", 502, b"bad gateway").unwrap_err(),

@@ -17,8 +17,8 @@ use tracing::{info, warn};
 use super::invoke::Invoker;
 use crate::template::{QueueRef, SqsSource, REGION};
 
-/// Long-poll wait for the first message of a batch.
-const FIRST_WAIT_SECONDS: i32 = 10;
+/// Pause between polls of an empty queue.
+const IDLE_PAUSE: Duration = Duration::from_millis(250);
 /// Pause after a failed poll before trying again.
 const ERROR_BACKOFF: Duration = Duration::from_secs(2);
 /// SQS returns at most ten messages per receive.
@@ -55,7 +55,11 @@ impl Poller {
             .iter()
             .map(|m| m.message_id().unwrap_or_default())
             .collect();
-        let failed = match self.invoker.invoke(&self.binary, &event, self.timeout).await {
+        let failed = match self
+            .invoker
+            .invoke(&self.binary, &event, self.timeout)
+            .await
+        {
             Ok(result) => failed_items(&ids, &result, self.source.report_batch_item_failures),
             Err(e) => {
                 warn!(queue = %self.queue.name, error = %e, "invocation failed; the batch will be redelivered");
@@ -72,34 +76,39 @@ impl Poller {
         self.delete(&done).await
     }
 
-    /// Up to BatchSize messages, waiting at most MaximumBatchingWindowInSeconds for more
-    /// once the first arrived.
+    /// Up to BatchSize messages, collecting for at most MaximumBatchingWindowInSeconds once
+    /// the first arrived. Short polls with pauses rather than long polls: the emulator serves
+    /// one request at a time, and a long poll would hold it for everyone.
     async fn receive_batch(&self) -> anyhow::Result<Vec<Message>> {
-        let mut batch = self.receive(FIRST_WAIT_SECONDS, self.source.batch_size).await?;
+        let mut batch = self.receive(self.source.batch_size).await?;
+        if batch.is_empty() {
+            tokio::time::sleep(IDLE_PAUSE).await;
+            return Ok(batch);
+        }
         let window = Duration::from_secs(u64::from(self.source.batching_window_seconds));
         let deadline = Instant::now() + window;
-        while !batch.is_empty() && (batch.len() as u32) < self.source.batch_size {
+        while (batch.len() as u32) < self.source.batch_size {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let wait = i32::try_from(remaining.as_secs().clamp(1, 20)).unwrap_or(1);
+            tokio::time::sleep(remaining.min(IDLE_PAUSE)).await;
             let more = self
-                .receive(wait, self.source.batch_size - batch.len() as u32)
+                .receive(self.source.batch_size - batch.len() as u32)
                 .await?;
             batch.extend(more);
         }
         Ok(batch)
     }
 
-    async fn receive(&self, wait_seconds: i32, wanted: u32) -> anyhow::Result<Vec<Message>> {
+    async fn receive(&self, wanted: u32) -> anyhow::Result<Vec<Message>> {
         let max = i32::try_from(wanted.min(MAX_PER_RECEIVE)).unwrap_or(1);
         let output = self
             .sqs
             .receive_message()
             .queue_url(&self.queue.url)
             .max_number_of_messages(max)
-            .wait_time_seconds(wait_seconds)
+            .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
@@ -178,7 +187,11 @@ fn record(message: &Message, queue_arn: &str) -> Value {
         .unwrap_or_default();
     let message_attributes: Map<String, Value> = message
         .message_attributes()
-        .map(|a| a.iter().map(|(k, v)| (k.clone(), message_attribute(v))).collect())
+        .map(|a| {
+            a.iter()
+                .map(|(k, v)| (k.clone(), message_attribute(v)))
+                .collect()
+        })
         .unwrap_or_default();
     json!({
         "messageId": message.message_id(),
@@ -236,7 +249,10 @@ mod tests {
         assert_eq!(r.body.as_deref(), Some(r#"{"event_id":"e1"}"#));
         assert_eq!(r.attributes["ApproximateReceiveCount"], "2");
         assert_eq!(r.attributes["SentTimestamp"], "1795491395937");
-        assert_eq!(r.message_attributes["trace"].string_value.as_deref(), Some("t-1"));
+        assert_eq!(
+            r.message_attributes["trace"].string_value.as_deref(),
+            Some("t-1")
+        );
         assert_eq!(r.event_source.as_deref(), Some("aws:sqs"));
         assert_eq!(
             r.event_source_arn.as_deref(),

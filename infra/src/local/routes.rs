@@ -48,10 +48,6 @@ impl RouteTable {
         });
     }
 
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
-    }
-
     /// The most specific route for `method` and the raw (percent-encoded) `path`.
     pub fn find(&self, method: &str, path: &str) -> Option<Match<'_>> {
         let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -71,13 +67,15 @@ impl RouteTable {
 fn parse_segments(path: &str) -> Vec<Segment> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-            Some(name) => match name.strip_suffix('+') {
-                Some(greedy) => Segment::Greedy(greedy.to_string()),
-                None => Segment::Param(name.to_string()),
+        .map(
+            |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                Some(name) => match name.strip_suffix('+') {
+                    Some(greedy) => Segment::Greedy(greedy.to_string()),
+                    None => Segment::Param(name.to_string()),
+                },
+                None => Segment::Literal(s.to_string()),
             },
-            None => Segment::Literal(s.to_string()),
-        })
+        )
         .collect()
 }
 
@@ -114,7 +112,12 @@ fn specificity(route: &Route) -> (usize, usize, bool, bool) {
         .segments
         .iter()
         .any(|s| matches!(s, Segment::Greedy(_)));
-    (literals, route.segments.len(), !greedy, route.method != "ANY")
+    (
+        literals,
+        route.segments.len(),
+        !greedy,
+        route.method != "ANY",
+    )
 }
 
 /// Decodes `%XX` escapes; invalid escapes and non-UTF-8 results are kept as they are.

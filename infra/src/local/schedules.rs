@@ -51,13 +51,18 @@ pub struct Schedules {
 }
 
 impl Schedules {
-    pub fn from_template(template: &Template, invoker: Invoker, now: DateTime<Utc>) -> Result<Schedules> {
+    pub fn from_template(
+        template: &Template,
+        invoker: Invoker,
+        now: DateTime<Utc>,
+    ) -> Result<Schedules> {
         let mut entries = Vec::new();
         let mut names = HashSet::new();
         for function in &template.functions {
             for source in &function.schedules {
-                let expression = Expression::parse(&source.expression)
-                    .with_context(|| format!("function {} event {}", function.logical_id, source.event_id))?;
+                let expression = Expression::parse(&source.expression).with_context(|| {
+                    format!("function {} event {}", function.logical_id, source.event_id)
+                })?;
                 for name in std::iter::once(&source.event_id).chain(source.name.as_ref()) {
                     if !names.insert(name.clone()) {
                         bail!("schedule name {name} is used twice; names must be unique to run them by name");
@@ -68,7 +73,12 @@ impl Schedules {
                     name: source.name.clone(),
                     binary: function.binary.clone(),
                     expression_text: source.expression.clone(),
-                    next: Mutex::new(source.enabled.then(|| expression.next_after(now, now)).flatten()),
+                    next: Mutex::new(
+                        source
+                            .enabled
+                            .then(|| expression.next_after(now, now))
+                            .flatten(),
+                    ),
                     expression,
                     input: source.input.clone(),
                     enabled: source.enabled,
@@ -126,7 +136,9 @@ impl Schedules {
             tokio::time::sleep(wait).await;
             schedule.set_next(schedule.expression.next_after(at, schedule.anchor));
             match self.fire(schedule).await {
-                Ok(_) => info!(schedule = %schedule.id, function = %schedule.binary, "schedule fired"),
+                Ok(_) => {
+                    info!(schedule = %schedule.id, function = %schedule.binary, "schedule fired")
+                }
                 Err(e) => warn!(schedule = %schedule.id, error = %e, "scheduled invocation failed"),
             }
         }
@@ -219,14 +231,18 @@ Resources:
         assert_eq!(s.find("Daily").unwrap().event(now), json!({"job": "daily"}));
         let event = s.find("Tick").unwrap().event(now);
         assert_eq!(event["detail-type"], "Scheduled Event");
-        assert_eq!(event["resources"][0], "arn:aws:events:us-east-1:123456789012:rule/Tick");
+        assert_eq!(
+            event["resources"][0],
+            "arn:aws:events:us-east-1:123456789012:rule/Tick"
+        );
     }
 
     #[test]
     fn duplicate_names_are_rejected() {
         let text = TEMPLATE.replace("Name: tierup-daily", "Name: Tick");
         let template = Template::parse(&text).unwrap();
-        let err = Schedules::from_template(&template, Invoker::new("http://x"), Utc::now()).unwrap_err();
+        let err =
+            Schedules::from_template(&template, Invoker::new("http://x"), Utc::now()).unwrap_err();
         assert!(err.to_string().contains("Tick"), "{err}");
     }
 }

@@ -109,8 +109,8 @@ const DEFAULT_FUNCTION_TIMEOUT: u64 = 3;
 
 impl Template {
     pub fn load(path: &Path) -> Result<Template> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Template::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -138,11 +138,15 @@ impl Template {
         for (id, resource) in &doc.resources {
             let context = || format!("resource {id} ({})", resource.kind);
             match resource.kind.as_str() {
-                "AWS::DynamoDB::Table" => template.tables.push(table(id, resource).with_context(context)?),
-                "AWS::SQS::Queue" => template.queues.push(queue(id, resource).with_context(context)?),
-                "AWS::Serverless::Function" => template.functions.push(
-                    function(id, resource, global_timeout, &apis).with_context(context)?,
-                ),
+                "AWS::DynamoDB::Table" => template
+                    .tables
+                    .push(table(id, resource).with_context(context)?),
+                "AWS::SQS::Queue" => template
+                    .queues
+                    .push(queue(id, resource).with_context(context)?),
+                "AWS::Serverless::Function" => template
+                    .functions
+                    .push(function(id, resource, global_timeout, &apis).with_context(context)?),
                 _ => {}
             }
         }
@@ -162,7 +166,11 @@ impl Template {
     pub fn sources_of_dlq(&self, dlq: &str) -> Vec<&Queue> {
         self.queues
             .iter()
-            .filter(|q| q.redrive.as_ref().is_some_and(|r| r.dead_letter_queue == dlq))
+            .filter(|q| {
+                q.redrive
+                    .as_ref()
+                    .is_some_and(|r| r.dead_letter_queue == dlq)
+            })
             .collect()
     }
 
@@ -303,10 +311,18 @@ fn add_event(
     apis: &BTreeMap<String, bool>,
 ) -> Result<()> {
     match event.kind.as_str() {
-        "HttpApi" => function.routes.push(http_route(event_id, &event.properties, apis)?),
-        "SQS" => function.sqs_sources.push(sqs_source(event_id, &event.properties)?),
-        "Schedule" => function.schedules.push(schedule_v1(event_id, &event.properties)?),
-        "ScheduleV2" => function.schedules.push(schedule_v2(event_id, &event.properties)?),
+        "HttpApi" => function
+            .routes
+            .push(http_route(event_id, &event.properties, apis)?),
+        "SQS" => function
+            .sqs_sources
+            .push(sqs_source(event_id, &event.properties)?),
+        "Schedule" => function
+            .schedules
+            .push(schedule_v1(event_id, &event.properties)?),
+        "ScheduleV2" => function
+            .schedules
+            .push(schedule_v2(event_id, &event.properties)?),
         other => bail!(
             "event type {other} is not emulated by the local stack \
              (supported: HttpApi, SQS, Schedule, ScheduleV2)"

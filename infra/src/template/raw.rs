@@ -66,14 +66,17 @@ pub struct TableProperties {
     pub global_secondary_indexes: Vec<GlobalSecondaryIndex>,
     pub time_to_live_specification: Option<TimeToLive>,
     /// Accepted; no local effect.
-    pub point_in_time_recovery_specification: Option<IgnoredAny>,
+    #[serde(rename = "PointInTimeRecoverySpecification")]
+    _point_in_time_recovery_specification: Option<IgnoredAny>,
     /// Accepted; no local effect.
     #[serde(rename = "SSESpecification")]
-    pub sse_specification: Option<IgnoredAny>,
+    _sse_specification: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub deletion_protection_enabled: Option<IgnoredAny>,
+    #[serde(rename = "DeletionProtectionEnabled")]
+    _deletion_protection_enabled: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub tags: Option<IgnoredAny>,
+    #[serde(rename = "Tags")]
+    _tags: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -122,9 +125,11 @@ pub struct QueueProperties {
     pub maximum_message_size: Option<u32>,
     pub redrive_policy: Option<RedrivePolicy>,
     /// Accepted; no local effect.
-    pub sqs_managed_sse_enabled: Option<IgnoredAny>,
+    #[serde(rename = "SqsManagedSseEnabled")]
+    _sqs_managed_sse_enabled: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub tags: Option<IgnoredAny>,
+    #[serde(rename = "Tags")]
+    _tags: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,9 +179,11 @@ pub struct HttpApiEvent {
     pub auth: Option<HttpApiEventAuth>,
     pub payload_format_version: Option<String>,
     /// Accepted; the local gateway does not time requests out.
-    pub timeout_in_millis: Option<IgnoredAny>,
+    #[serde(rename = "TimeoutInMillis")]
+    _timeout_in_millis: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub route_settings: Option<IgnoredAny>,
+    #[serde(rename = "RouteSettings")]
+    _route_settings: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,7 +191,8 @@ pub struct HttpApiEvent {
 pub struct HttpApiEventAuth {
     pub authorizer: Option<String>,
     /// Accepted; scopes are checked by the functions themselves.
-    pub authorization_scopes: Option<IgnoredAny>,
+    #[serde(rename = "AuthorizationScopes")]
+    _authorization_scopes: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,7 +205,8 @@ pub struct SqsEvent {
     pub function_response_types: Vec<String>,
     pub enabled: Option<bool>,
     /// Accepted; the local pump runs one batch at a time per queue.
-    pub scaling_config: Option<IgnoredAny>,
+    #[serde(rename = "ScalingConfig")]
+    _scaling_config: Option<IgnoredAny>,
 }
 
 /// `Type: Schedule` (an EventBridge rule).
@@ -211,9 +220,11 @@ pub struct ScheduleEvent {
     pub enabled: Option<bool>,
     pub state: Option<String>,
     /// Accepted; no local effect.
-    pub retry_policy: Option<IgnoredAny>,
+    #[serde(rename = "RetryPolicy")]
+    _retry_policy: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub dead_letter_config: Option<IgnoredAny>,
+    #[serde(rename = "DeadLetterConfig")]
+    _dead_letter_config: Option<IgnoredAny>,
 }
 
 /// `Type: ScheduleV2` (EventBridge Scheduler).
@@ -227,15 +238,20 @@ pub struct ScheduleV2Event {
     pub description: Option<String>,
     pub state: Option<String>,
     /// Accepted; schedules fire on time locally.
-    pub flexible_time_window: Option<IgnoredAny>,
+    #[serde(rename = "FlexibleTimeWindow")]
+    _flexible_time_window: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub retry_policy: Option<IgnoredAny>,
+    #[serde(rename = "RetryPolicy")]
+    _retry_policy: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub dead_letter_config: Option<IgnoredAny>,
+    #[serde(rename = "DeadLetterConfig")]
+    _dead_letter_config: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub group_name: Option<IgnoredAny>,
+    #[serde(rename = "GroupName")]
+    _group_name: Option<IgnoredAny>,
     /// Accepted; no local effect.
-    pub omit_name: Option<IgnoredAny>,
+    #[serde(rename = "OmitName")]
+    _omit_name: Option<IgnoredAny>,
 }
 
 /// The parts of an `AWS::Serverless::HttpApi` that decide whether routes need a token.
