@@ -75,11 +75,12 @@ pub async fn run(paths: &Paths, args: &SendArgs) -> Result<()> {
                     .index
                     .map(|i| (offset + i + 1).to_string())
                     .unwrap_or_default();
-                progress.println(format!(
+                let text = format!(
                     "rejected line {line} ({}): {}",
                     r.event_id.as_deref().unwrap_or("no event_id"),
                     Value::from(r.errors.clone())
-                ));
+                );
+                progress.suspend(|| eprintln!("{text}"));
             }
         }
         progress.inc(chunk.len() as u64);
