@@ -56,9 +56,11 @@ test: setup lint build
 	@scripts/with-stack.sh $(TEST_MOTO_PORT) $(TEST_API_PORT) $(TEST_LAMBDA_PORT) \
 		cargo nextest run --workspace --no-fail-fast
 
+# Release binaries are what Lambda runs, so cold starts are measured on them.
 bench: build
+	cargo build --release --workspace
 	scripts/with-stack.sh $(TEST_MOTO_PORT) $(TEST_API_PORT) $(TEST_LAMBDA_PORT) \
-		cargo run --release --bin tierup-bench
+		target/release/tierup-bench
 
 clean:
 	cargo clean

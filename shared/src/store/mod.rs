@@ -1,37 +1,4 @@
-//! The DynamoDB store: one table, string keys `pk` / `sk`, TTL attribute `expires_at`.
-//!
-//! ## Access patterns
-//!
-//! | pattern | operation | key condition | used by |
-//! |---|---|---|---|
-//! | read a user's profile | GetItem (consistent) | `pk = USER#<user_id>`, `sk = PROFILE` | api-events, worker-events |
-//! | store a folded profile | TransactWriteItems Put | same; condition `attribute_not_exists(pk)` or `version = :read_version` | worker-events |
-//! | which events were applied | BatchGetItem (consistent) | `pk = EVENT#<event_id>`, `sk = DEDUPE` | worker-events |
-//! | remember an applied event | TransactWriteItems Put | same; condition `attribute_not_exists(pk) OR expires_at < :now`; TTL `expires_at` | worker-events |
-//! | add to a day's counters | TransactWriteItems Update `ADD` | `pk = AGG#<yyyy-mm-dd>`, `sk = SHARD#<nn>` | worker-events |
-//! | read a day's counters | Query | `pk = AGG#<yyyy-mm-dd>` (all shards) | api-events |
-//! | last DLQ check | PutItem / GetItem | `pk = OPS`, `sk = DLQ_WATCH` | worker-jobs, api-events |
-//!
-//! ## Exactly-once ingestion
-//!
-//! See [`crate::ingest`]: a user's fold commits its dedupe records, its profile (optimistic
-//! version) and its aggregate increments in one transaction. Dedupe records live
-//! `DEDUPE_TTL_DAYS` (default 35): a redelivery or client retry within that window is a no-op.
-//! DynamoDB deletes expired items lazily (and the local emulator not at all), so the dedupe
-//! condition treats an item whose `expires_at` has passed as absent, and the read of applied
-//! events ignores it: expiry means the same thing everywhere.
-//!
-//! ## Hot keys
-//!
-//! Daily aggregates are split into `AGGREGATE_SHARDS` items per day (a user always writes the
-//! shard `fnv1a32(user_id) % shards`), and each commit pre-aggregates its events per day, so
-//! one item takes one write per user fold rather than one per event.
-//!
-//! ## Counting capacity
-//!
-//! Every request goes through [`DynamoStore`], which counts requests and write / read units
-//! ([`StoreStats`]) from the item sizes it sends (DynamoDB's size rules; a transactional write
-//! costs two units per KB), so benchmarks measure the cost per event.
+#![doc = include_str!("README.md")]
 
 mod items;
 mod stats_counter;
