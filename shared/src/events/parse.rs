@@ -407,9 +407,23 @@ impl<'a, 'e> Fields<'a, 'e> {
         }
     }
 
+    /// Tier names key the daily aggregates, so they may not contain '#'.
+    fn tier(&mut self, required: bool) -> Option<String> {
+        let tier = if required {
+            self.required_text("tier")?
+        } else {
+            self.optional_text("tier")?
+        };
+        if tier.contains('#') {
+            self.fail("tier", "must not contain '#'");
+            return None;
+        }
+        Some(tier)
+    }
+
     fn subscription(&mut self, paid: bool) -> SubscriptionChange {
         let plan = self.required_text("plan").unwrap_or_default();
-        let tier = self.required_text("tier").unwrap_or_default();
+        let tier = self.tier(true).unwrap_or_default();
         let amount_minor = self.amount_minor("amount", paid);
         let currency = self.currency("currency", paid);
         let interval = match if paid {
@@ -574,7 +588,7 @@ impl<'a, 'e> Fields<'a, 'e> {
             }
         };
         let identify = Identify {
-            tier: self.optional_text("tier"),
+            tier: self.tier(false),
             segment: self.optional_text("segment"),
             country,
             timezone,
@@ -707,6 +721,16 @@ mod tests {
         assert_eq!(
             fields(&parse_event(&raw, now()).unwrap_err()),
             vec!["properties"]
+        );
+    }
+
+    #[test]
+    fn tier_names_may_not_contain_the_key_separator() {
+        let raw = json!({"event_id": "e", "type": "identify", "user_id": "u",
+                         "timestamp": "2026-11-24T11:00:00Z", "properties": {"tier": "pro#1"}});
+        assert_eq!(
+            fields(&parse_event(&raw, now()).unwrap_err()),
+            vec!["properties.tier"]
         );
     }
 
