@@ -11,7 +11,7 @@ log=.local/logs/stack-test.log
 rm -f .local/stack.env
 target/debug/tierup local up \
   --moto-port "$moto_port" --api-port "$api_port" --lambda-port "$lambda_port" \
-  --max-visibility-timeout 3 >"$log" 2>&1 &
+  --max-visibility-timeout 3 --no-watch >"$log" 2>&1 &
 stack=$!
 stop() {
   kill -TERM "$stack" 2>/dev/null || true

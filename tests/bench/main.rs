@@ -156,7 +156,11 @@ async fn next(State(api): State<RuntimeApi>) -> (HeaderMap, String) {
     }
 }
 
-async fn respond(State(api): State<RuntimeApi>, Path(_id): Path<String>, body: String) -> &'static str {
+async fn respond(
+    State(api): State<RuntimeApi>,
+    Path(_id): Path<String>,
+    body: String,
+) -> &'static str {
     let value = serde_json::from_str(&body).unwrap_or(Value::String(body));
     let _ = api.done.send((Instant::now(), value)).await;
     "{}"
@@ -196,7 +200,10 @@ async fn cold_start(program: &str, args: &[&str], event: Value) -> Result<Sample
     };
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route("/2018-06-01/runtime/invocation/{id}/response", post(respond))
+        .route(
+            "/2018-06-01/runtime/invocation/{id}/response",
+            post(respond),
+        )
         .route("/2018-06-01/runtime/invocation/{id}/error", post(failed))
         .route("/2018-06-01/runtime/init/error", post(failed))
         .with_state(api);
@@ -306,8 +313,14 @@ async fn cold_starts() -> Result<Value> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let ingestion = ingestion_cost().await?;
-    println!("{}", serde_json::to_string_pretty(&json!({"ingestion": ingestion}))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"ingestion": ingestion}))?
+    );
     let cold = cold_starts().await?;
-    println!("{}", serde_json::to_string_pretty(&json!({"cold_start": cold}))?);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({"cold_start": cold}))?
+    );
     Ok(())
 }

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// How long a first invocation may wait for the function to compile, on top of its timeout.
-const COMPILE_ALLOWANCE: Duration = Duration::from_secs(600);
+/// How long an invocation may wait for the function to be rebuilt after a code change, on
+/// top of its timeout. It also bounds the wait when the watch server drops an invocation (it
+/// does when a code change restarts the function mid-invocation).
+const COMPILE_ALLOWANCE: Duration = Duration::from_secs(180);
 
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {

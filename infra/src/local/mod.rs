@@ -38,7 +38,7 @@ use crate::settings::{render_env_file, write_file, Paths};
 use crate::template::{Physical, Resolver, Template, REGION};
 use emulator::Emulator;
 use invoke::Invoker;
-use process::{port_answers, wait_for_port, which, Supervisor};
+use process::{port_answers, run_logged, wait_for_port, which, Supervisor};
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -74,7 +74,10 @@ pub async fn up(paths: &Paths, args: &UpArgs) -> Result<()> {
     remove_stack_env(paths);
     let key = keys::init(&paths.state)?;
     let mut supervisor = Supervisor::default();
-    let result = run(paths, args, &template, &key, &mut supervisor).await;
+    let result = tokio::select! {
+        result = run(paths, args, &template, &key, &mut supervisor) => result,
+        stop = stop_signal() => stop.map(|why| info!("{why}; stopping")),
+    };
     if let Err(e) = &result {
         error!(error = format!("{e:#}"), "the local stack stops");
     }
@@ -92,6 +95,8 @@ fn remove_stack_env(paths: &Paths) {
     }
 }
 
+/// Starts the stack and keeps it running; returns only when part of it fails (dropping it
+/// aborts the gateway, pollers and timers).
 async fn run(
     paths: &Paths,
     args: &UpArgs,
@@ -123,9 +128,7 @@ async fn run(
     let stack = stack_environment(args, &function_env, key, &physical);
     write_file(&paths.stack_env(), &render_env_file(&stack)?)?;
     print_banner(paths, args, key)?;
-    let outcome = wait_for_stop(supervisor, &mut tasks).await;
-    tasks.abort_all();
-    outcome
+    Err(stack_failure(supervisor, &mut tasks).await)
 }
 
 async fn start_moto(paths: &Paths, port: u16, supervisor: &mut Supervisor) -> Result<()> {
@@ -145,7 +148,7 @@ async fn start_moto(paths: &Paths, port: u16, supervisor: &mut Supervisor) -> Re
     };
     let log = paths.logs().join("moto.log");
     supervisor.spawn("moto", &program, &args, &paths.root, &log)?;
-    wait_for_port(port, START_LIMIT, "moto_server").await
+    until_listening(supervisor, port, "moto").await
 }
 
 async fn emulator_clients(endpoint: &str) -> Emulator {
@@ -227,6 +230,11 @@ async fn start_watch(paths: &Paths, args: &UpArgs, supervisor: &mut Supervisor) 
     }
     which("cargo-lambda")?;
     let cargo = which("cargo")?;
+    // Build every function first, so no invocation waits for (or times out on) a compile;
+    // `cargo lambda watch` runs the same dev-profile binaries.
+    info!("building the functions (log: .local/logs/build.log)");
+    let build = ["build", "--workspace", "--bins"].map(String::from);
+    run_logged(&cargo, &build, &paths.root, &paths.logs().join("build.log")).await?;
     let env_file = std::fs::canonicalize(paths.functions_env())?;
     let mut watch_args = vec![
         "lambda".to_string(),
@@ -243,7 +251,15 @@ async fn start_watch(paths: &Paths, args: &UpArgs, supervisor: &mut Supervisor) 
     }
     let log = paths.logs().join("functions.log");
     supervisor.spawn("cargo lambda watch", &cargo, &watch_args, &paths.root, &log)?;
-    wait_for_port(args.lambda_port, START_LIMIT, "cargo lambda watch").await
+    until_listening(supervisor, args.lambda_port, "cargo lambda watch").await
+}
+
+/// Waits for a freshly started child to listen, failing early when it exits.
+async fn until_listening(supervisor: &mut Supervisor, port: u16, what: &str) -> Result<()> {
+    tokio::select! {
+        listening = wait_for_port(port, START_LIMIT, what) => listening,
+        exited = supervisor.any_exited() => Err(anyhow!("{exited} before listening; see .local/logs")),
+    }
 }
 
 async fn start_gateway(
@@ -356,20 +372,23 @@ fn print_banner(paths: &Paths, args: &UpArgs, key: &SigningKey) -> Result<()> {
     Ok(())
 }
 
-async fn wait_for_stop(supervisor: &mut Supervisor, tasks: &mut JoinSet<()>) -> Result<()> {
+/// Resolves on Ctrl-C or SIGTERM.
+async fn stop_signal() -> Result<&'static str> {
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
         result = tokio::signal::ctrl_c() => {
             result.context("waiting for Ctrl-C")?;
-            info!("interrupted; stopping");
-            Ok(())
+            Ok("interrupted")
         }
-        _ = terminate.recv() => {
-            info!("terminated; stopping");
-            Ok(())
-        }
-        exited = supervisor.any_exited() => Err(anyhow!("{exited}; see .local/logs")),
-        _ = tasks.join_next() => Err(anyhow!("a local stack task stopped unexpectedly")),
+        _ = terminate.recv() => Ok("terminated"),
+    }
+}
+
+/// Resolves (with the reason) when a child process or a task of the stack stops.
+async fn stack_failure(supervisor: &mut Supervisor, tasks: &mut JoinSet<()>) -> anyhow::Error {
+    tokio::select! {
+        exited = supervisor.any_exited() => anyhow!("{exited}; see .local/logs"),
+        _ = tasks.join_next() => anyhow!("a local stack task stopped unexpectedly"),
     }
 }

@@ -55,6 +55,31 @@ pub async fn wait_for_port(port: u16, limit: Duration, what: &str) -> Result<()>
     Ok(())
 }
 
+/// Runs a program to completion with its output in `log`; an error when it fails.
+pub async fn run_logged(program: &Path, args: &[String], cwd: &Path, log: &Path) -> Result<()> {
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .kill_on_drop(true)
+        .status()
+        .await
+        .with_context(|| format!("running {}", program.display()))?;
+    if !status.success() {
+        return Err(anyhow!(
+            "{} {} failed ({status}); see {}",
+            program.display(),
+            args.join(" "),
+            log.display()
+        ));
+    }
+    Ok(())
+}
+
 impl Supervisor {
     pub fn spawn(
         &mut self,

@@ -63,6 +63,7 @@ impl Poller {
             Ok(result) => failed_items(&ids, &result, self.source.report_batch_item_failures),
             Err(e) => {
                 warn!(queue = %self.queue.name, error = %e, "invocation failed; the batch will be redelivered");
+                tokio::time::sleep(ERROR_BACKOFF).await;
                 return Ok(());
             }
         };
