@@ -130,6 +130,72 @@ async fn ingestion_cost() -> Result<Value> {
     }))
 }
 
+/// Sends 1,000 events through the API of the local stack and counts the function invocations
+/// its gateway and SQS pump made until every event was folded.
+async fn invocations_through_the_stack(token: &str) -> Result<Value> {
+    let api = env("TIERUP_API_URL")?;
+    let http = reqwest::Client::new();
+    let counts = || async {
+        let v: Value = http
+            .get(format!("{api}/_local/invocations"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(v)
+    };
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    // A day of its own, 200 days back, so the daily total counts only these events.
+    let day = (Utc::now() - Days::days(200)).date_naive();
+    let day0 = day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
+    let events: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"event_id": format!("{run}-{i}"), "type": "feature_used",
+                   "user_id": format!("{run}-u{}", i % 50),
+                   "timestamp": (day0 + Days::seconds(i)).to_rfc3339(),
+                   "properties": {"feature": "budget_tracker", "duration_seconds": 1}})
+        })
+        .collect();
+    let before = counts().await?;
+    for chunk in events.chunks(API_MAX_EVENTS) {
+        let status = http
+            .post(format!("{api}/v1/events"))
+            .bearer_auth(token)
+            .json(&json!({ "events": chunk }))
+            .send()
+            .await?
+            .status();
+        if status.as_u16() != 202 {
+            bail!("POST /v1/events answered {status}");
+        }
+    }
+    let started = Instant::now();
+    loop {
+        let stats: Value = http
+            .get(format!("{api}/v1/stats/daily/{day}"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if stats["total_events"].as_i64() == Some(1000) {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            bail!("the 1,000 events were not folded within 300 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let after = counts().await?;
+    let delta = |f: &str| after[f].as_u64().unwrap_or(0) - before[f].as_u64().unwrap_or(0);
+    Ok(json!({
+        "events": 1000,
+        "api_events_invocations": delta("api-events"),
+        "worker_events_invocations": delta("worker-events"),
+        "note": "the local pump collects up to BatchSize messages within MaximumBatchingWindowInSeconds, as the SQS event source does",
+    }))
+}
+
 /// A Lambda Runtime API that hands out one event and reports when its response arrives.
 #[derive(Clone)]
 struct RuntimeApi {
@@ -272,7 +338,7 @@ fn profile_request(token: &str) -> Value {
     })
 }
 
-async fn cold_starts() -> Result<Value> {
+async fn cold_starts(token: &str) -> Result<Value> {
     let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
     let release = format!("{root}/target/release/api-events");
     let debug = format!("{root}/target/debug/api-events");
@@ -281,8 +347,25 @@ async fn cold_starts() -> Result<Value> {
     } else {
         (debug, "debug")
     };
+    let python = format!("{root}/.venv/bin/python");
+    let handler = format!("{root}/scripts/bench/python_handler.py");
+    let mut rust = Vec::new();
+    let mut py = Vec::new();
+    // Interleaved, so both see the same machine state.
+    for _ in 0..COLD_RUNS {
+        rust.push(cold_start(&binary, &[], profile_request(token)).await?);
+        py.push(cold_start(&python, &[&handler], json!({"user_id": "bench-user"})).await?);
+    }
+    Ok(json!({
+        "api_events": summary(&format!("api-events ({profile} build)"), &rust),
+        "python_boto3": summary("python3 + boto3, one GetItem", &py),
+    }))
+}
+
+/// An admin token signed with the local stack's key.
+fn admin_token() -> Result<String> {
     let key = std::fs::read(env("TIERUP_SIGNING_KEY")?)?;
-    let token = mint_es256(
+    Ok(mint_es256(
         &key,
         &env("TIERUP_KEY_ID")?,
         &TokenRequest {
@@ -294,30 +377,23 @@ async fn cold_starts() -> Result<Value> {
             ttl_seconds: 3600,
             now_epoch: Utc::now().timestamp(),
         },
-    )?;
-    let python = format!("{root}/.venv/bin/python");
-    let handler = format!("{root}/scripts/bench/python_handler.py");
-    let mut rust = Vec::new();
-    let mut py = Vec::new();
-    // Interleaved, so both see the same machine state.
-    for _ in 0..COLD_RUNS {
-        rust.push(cold_start(&binary, &[], profile_request(&token)).await?);
-        py.push(cold_start(&python, &[&handler], json!({"user_id": "bench-user"})).await?);
-    }
-    Ok(json!({
-        "api_events": summary(&format!("api-events ({profile} build)"), &rust),
-        "python_boto3": summary("python3 + boto3, one GetItem", &py),
-    }))
+    )?)
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let ingestion = ingestion_cost().await?;
+    let admin = admin_token()?;
+    let invocations = invocations_through_the_stack(&admin).await?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({ "invocations_per_1000_events": invocations }))?
+    );
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({"ingestion": ingestion}))?
     );
-    let cold = cold_starts().await?;
+    let cold = cold_starts(&admin).await?;
     println!(
         "{}",
         serde_json::to_string_pretty(&json!({"cold_start": cold}))?

@@ -34,12 +34,18 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .route("/_local/schedules", get(list_schedules))
         .route("/_local/schedules/{name}/run", post(run_schedule))
+        .route("/_local/invocations", get(invocations))
         .fallback(proxy)
         .with_state(gateway)
 }
 
 fn message(status: StatusCode, text: &str) -> Response {
     (status, Json(json!({ "message": text }))).into_response()
+}
+
+/// Function invocations since the stack started (benchmarks read it).
+async fn invocations(State(gateway): State<Arc<Gateway>>) -> Response {
+    Json(gateway.invoker.counts()).into_response()
 }
 
 async fn list_schedules(State(gateway): State<Arc<Gateway>>) -> Response {

@@ -6,6 +6,8 @@
 //! could not deserialize the event; 404 with `{"title", "detail"}` when no binary of that name
 //! exists. The first invocation of a binary waits for it to compile.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -43,6 +45,9 @@ pub enum InvokeError {
 pub struct Invoker {
     http: reqwest::Client,
     base_url: String,
+    /// Invocations per function since the stack started (shared by every clone), as
+    /// `GET /_local/invocations` reports them.
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
 }
 
 impl Invoker {
@@ -50,7 +55,13 @@ impl Invoker {
         Invoker {
             http: reqwest::Client::new(),
             base_url: base_url.trim_end_matches('/').to_string(),
+            counts: Arc::default(),
         }
+    }
+
+    /// Invocations per function so far.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
     }
 
     /// Invokes `binary` with `event`; `timeout` is the function's own timeout.
@@ -64,6 +75,9 @@ impl Invoker {
             "{}/2015-03-31/functions/{binary}/invocations",
             self.base_url
         );
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry(binary.to_string()).or_default() += 1;
+        }
         let transport = |source| InvokeError::Transport {
             binary: binary.to_string(),
             source,
