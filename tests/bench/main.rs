@@ -169,6 +169,8 @@ async fn invocations_through_the_stack(token: &str) -> Result<Value> {
             bail!("POST /v1/events answered {status}");
         }
     }
+    // Read before polling the stats, which are api-events invocations of their own.
+    let posted = counts().await?;
     let started = Instant::now();
     loop {
         let stats: Value = http
@@ -187,11 +189,11 @@ async fn invocations_through_the_stack(token: &str) -> Result<Value> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let after = counts().await?;
-    let delta = |f: &str| after[f].as_u64().unwrap_or(0) - before[f].as_u64().unwrap_or(0);
+    let delta = |to: &Value, f: &str| to[f].as_u64().unwrap_or(0) - before[f].as_u64().unwrap_or(0);
     Ok(json!({
         "events": 1000,
-        "api_events_invocations": delta("api-events"),
-        "worker_events_invocations": delta("worker-events"),
+        "api_events_invocations": delta(&posted, "api-events"),
+        "worker_events_invocations": delta(&after, "worker-events"),
         "note": "the local pump collects up to BatchSize messages within MaximumBatchingWindowInSeconds, as the SQS event source does",
     }))
 }
@@ -283,9 +285,14 @@ async fn cold_start(program: &str, args: &[&str], event: Value) -> Result<Sample
         .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256")
+        // Lambda sets both; boto3 reads only the second.
+        .env("AWS_DEFAULT_REGION", env("AWS_REGION")?)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(format!(
+            "{}/../.local/logs/bench-cold-start.log",
+            env!("CARGO_MANIFEST_DIR")
+        ))?)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start {program}"))?;
@@ -382,21 +389,30 @@ fn admin_token() -> Result<String> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let ingestion = ingestion_cost().await?;
+    // Phases to run: any of `ingestion`, `invocations`, `cold-start` (default: all).
+    let phases: Vec<String> = std::env::args().skip(1).collect();
+    let wanted = |p: &str| phases.is_empty() || phases.iter().any(|a| a == p);
     let admin = admin_token()?;
-    let invocations = invocations_through_the_stack(&admin).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({ "invocations_per_1000_events": invocations }))?
-    );
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({"ingestion": ingestion}))?
-    );
-    let cold = cold_starts(&admin).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({"cold_start": cold}))?
-    );
+    if wanted("ingestion") {
+        let ingestion = ingestion_cost().await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "ingestion": ingestion }))?
+        );
+    }
+    if wanted("invocations") {
+        let invocations = invocations_through_the_stack(&admin).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "invocations_per_1000_events": invocations }))?
+        );
+    }
+    if wanted("cold-start") {
+        let cold = cold_starts(&admin).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "cold_start": cold }))?
+        );
+    }
     Ok(())
 }

@@ -110,6 +110,8 @@ async fn profile(
     Authenticated(caller): Authenticated,
     Path(user_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // The user themself, or an admin.
+    caller.require(&[Role::Admin, Role::User])?;
     caller.require_user_access(&user_id)?;
     let profile = state
         .store
