@@ -1,15 +1,16 @@
 //! worker-jobs: runs job messages from the jobs queue, one span per record, reporting failed
 //! records so only they are retried (and reach the jobs DLQ after `maxReceiveCount`).
 
+#![recursion_limit = "256"]
+
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use tracing::Instrument;
 
 use shared::config::Config;
 use shared::jobs::{DlqDepth, DlqReport, DLQ_WATCH};
-use shared::queue::{JobMessage, SqsProducer};
+use shared::queue::{for_each_record, JobMessage, RecordFailure, SqsProducer};
 use shared::store::DynamoStore;
 use shared::telemetry::{Metrics, Unit};
 
@@ -31,7 +32,7 @@ enum JobFailure {
     Queue(#[from] shared::error::QueueError),
 }
 
-impl JobFailure {
+impl RecordFailure for JobFailure {
     fn error_type(&self) -> &'static str {
         match self {
             JobFailure::Malformed(_) => "malformed_message",
@@ -61,29 +62,15 @@ async fn main() -> Result<(), Error> {
 }
 
 async fn handle(jobs: &Jobs, event: SqsEvent) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in event.records {
-        let message_id = record.message_id.clone().unwrap_or_default();
-        let span = tracing::info_span!("job", %message_id, job = tracing::field::Empty, job_id = tracing::field::Empty);
-        let result = run_record(jobs, record.body.as_deref().unwrap_or_default())
-            .instrument(span.clone())
-            .await;
-        if let Err(e) = result {
-            span.in_scope(|| {
-                tracing::error!(error_type = e.error_type(), error = %shared::http::error_chain(&e), "job failed")
-            });
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = message_id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
+    for_each_record(event, |record| async move {
+        run_record(jobs, record.body.as_deref().unwrap_or_default()).await
+    })
+    .await
 }
 
 async fn run_record(jobs: &Jobs, body: &str) -> Result<(), JobFailure> {
     let job: JobMessage = serde_json::from_str(body).map_err(JobFailure::Malformed)?;
-    tracing::Span::current().record("job", job.job.as_str());
-    tracing::Span::current().record("job_id", job.job_id.as_str());
+    tracing::info!(job = %job.job, job_id = %job.job_id, "running job");
     match job.job.as_str() {
         DLQ_WATCH => dlq_watch(jobs, &job).await,
         other => Err(JobFailure::Unknown(other.to_string())),

@@ -1,4 +1,9 @@
-//! The SQS producer and the message formats that travel between functions.
+//! The SQS producer, the per-record consumer loop, and the message formats that travel
+//! between functions.
+
+mod records;
+
+pub use records::{correlation_id, for_each_record, RecordFailure};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

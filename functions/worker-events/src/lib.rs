@@ -1,0 +1,72 @@
+//! worker-events: folds queued events exactly once into profiles and daily aggregates.
+//! `main.rs` wires the clients; tests drive [`handle`] with SQS events against the emulator.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+
+use shared::ingest::{fold_events, IngestError, IngestSettings, IngestStore};
+use shared::queue::{for_each_record, EventsMessage, RecordFailure};
+use shared::telemetry::{Metrics, Unit};
+
+/// Why a record failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the message body is not an events message")]
+    Malformed(#[source] serde_json::Error),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+impl RecordFailure for RecordError {
+    fn error_type(&self) -> &'static str {
+        match self {
+            RecordError::Malformed(_) => "malformed_message",
+            RecordError::Ingest(IngestError::Store(_)) => "store_error",
+            RecordError::Ingest(IngestError::Contended { .. }) => "contended",
+        }
+    }
+}
+
+/// Folds every record of a batch; a record that fails is reported for redelivery alone.
+pub async fn handle(
+    store: &dyn IngestStore,
+    settings: &IngestSettings,
+    event: SqsEvent,
+) -> SqsBatchResponse {
+    let (applied, duplicates) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let response = for_each_record(event, |record| {
+        let (applied, duplicates) = (&applied, &duplicates);
+        async move {
+            let message: EventsMessage =
+                serde_json::from_str(record.body.as_deref().unwrap_or_default())
+                    .map_err(RecordError::Malformed)?;
+            let report = fold_events(store, message.events, settings, chrono::Utc::now()).await?;
+            tracing::info!(
+                applied = report.applied,
+                duplicates = report.duplicates,
+                commits = report.commits,
+                conflicts = report.conflicts,
+                "record folded"
+            );
+            applied.fetch_add(report.applied, Ordering::Relaxed);
+            duplicates.fetch_add(report.duplicates, Ordering::Relaxed);
+            Ok::<_, RecordError>(())
+        }
+    })
+    .await;
+    Metrics::new("worker-events")
+        .value("EventsApplied", applied.into_inner() as f64, Unit::Count)
+        .value(
+            "EventsDuplicate",
+            duplicates.into_inner() as f64,
+            Unit::Count,
+        )
+        .value(
+            "RecordsFailed",
+            response.batch_item_failures.len() as f64,
+            Unit::Count,
+        )
+        .emit();
+    response
+}
