@@ -355,6 +355,42 @@ mod tests {
     }
 
     #[test]
+    fn an_unsigned_token_is_rejected() {
+        let k = keys("k1");
+        let header = r#"{"alg":"none","typ":"JWT","kid":"k1"}"#;
+        let now = chrono::Utc::now().timestamp();
+        let claims = format!(
+            r#"{{"iss":"https://issuer.test","aud":"tierup","sub":"a","exp":{},"role":"admin"}}"#,
+            now + 60
+        );
+        use base64_engine::encode;
+        let token = format!("{}.{}.", encode(header), encode(&claims));
+        assert!(verifier(&k.jwks).verify(&token).is_err());
+    }
+
+    mod base64_engine {
+        /// Unpadded base64url, enough to forge a test token.
+        pub fn encode(input: &str) -> String {
+            const ALPHABET: &[u8] =
+                b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+            let bytes = input.as_bytes();
+            let mut out = String::new();
+            for chunk in bytes.chunks(3) {
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..=chunk.len() {
+                    out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+                }
+            }
+            out
+        }
+    }
+
+    #[test]
     fn a_token_signed_by_another_key_is_rejected() {
         let k = keys("k1");
         let other = keys("k1");
@@ -396,6 +432,34 @@ mod tests {
             v.verify_header(Some("Basic abc")),
             Err(AuthError::MissingToken)
         ));
+    }
+
+    #[test]
+    fn rs256_tokens_verify_against_an_rsa_jwk() {
+        let pem = include_bytes!("auth_fixtures/rsa-test-key.pem");
+        let jwks = include_str!("auth_fixtures/rsa-test-jwks.json");
+        let key = EncodingKey::from_rsa_pem(pem).unwrap();
+        let mut header = Header::new(Algorithm::RS256);
+        header.kid = Some("rsa-1".into());
+        let now = chrono::Utc::now().timestamp();
+        let claims = serde_json::json!({"iss": "https://issuer.test", "aud": "tierup",
+            "sub": "u9", "exp": now + 60, "cognito:groups": ["user"]});
+        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        let v = Verifier::from_jwks_json(jwks, "https://issuer.test", "tierup", "cognito:groups")
+            .unwrap();
+        assert_eq!(
+            v.verify(&token).unwrap(),
+            Principal {
+                sub: "u9".into(),
+                role: Role::User
+            }
+        );
+
+        // A token claiming HS256 with the RSA key id is refused (no algorithm confusion).
+        let mut forged = Header::new(Algorithm::HS256);
+        forged.kid = Some("rsa-1".into());
+        let hs = jsonwebtoken::encode(&forged, &claims, &EncodingKey::from_secret(b"k")).unwrap();
+        assert!(v.verify(&hs).is_err());
     }
 
     #[test]
