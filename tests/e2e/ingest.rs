@@ -16,8 +16,10 @@ async fn a_batch_becomes_a_profile() {
     let service = stack.token(Role::Service, "app-backend");
     let user = unique("user");
     let now = Utc::now();
+    // The trial starts after the identify, so its tier is the latest.
+    let earlier = now - Days::seconds(10);
     let batch = json!({"events": [
-        {"event_id": unique("e"), "type": "identify", "user_id": user, "timestamp": now.to_rfc3339(),
+        {"event_id": unique("e"), "type": "identify", "user_id": user, "timestamp": earlier.to_rfc3339(),
          "properties": {"tier": "budget", "segment": "young_professional", "timezone": "Europe/Berlin", "country": "de"}},
         {"event_id": unique("e"), "type": "subscription_trial_started", "user_id": user,
          "timestamp": now.to_rfc3339(), "properties": {"plan": "mid_monthly", "tier": "mid"}},
