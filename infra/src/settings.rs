@@ -8,6 +8,9 @@ use anyhow::{anyhow, bail, Context, Result};
 
 /// The local state directory, relative to the workspace root.
 pub const STATE_DIR: &str = ".local";
+/// Overrides the state directory (relative to the workspace root, or absolute), so a second
+/// stack (the one `make test` starts) keeps its keys, settings and logs apart.
+pub const STATE_DIR_VAR: &str = "TIERUP_STATE_DIR";
 
 #[derive(Debug, Clone)]
 pub struct Paths {
@@ -30,7 +33,10 @@ impl Paths {
                 )
             })?
             .to_path_buf();
-        let state = root.join(STATE_DIR);
+        let state = match std::env::var(STATE_DIR_VAR) {
+            Ok(dir) if !dir.trim().is_empty() => root.join(dir.trim()),
+            _ => root.join(STATE_DIR),
+        };
         Ok(Paths { root, state })
     }
 

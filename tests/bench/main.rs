@@ -242,6 +242,17 @@ async fn failed(State(api): State<RuntimeApi>, body: String) -> &'static str {
     "{}"
 }
 
+/// Where the started processes' stderr goes: the stack's state directory.
+fn cold_start_log() -> Result<std::path::PathBuf> {
+    let state = std::env::var("TIERUP_STATE_DIR").unwrap_or_else(|_| ".local".to_string());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(state)
+        .join("logs");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir.join("bench-cold-start.log"))
+}
+
 struct Sample {
     millis: f64,
     peak_rss_kb: u64,
@@ -289,10 +300,7 @@ async fn cold_start(program: &str, args: &[&str], event: Value) -> Result<Sample
         .env("AWS_DEFAULT_REGION", env("AWS_REGION")?)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(format!(
-            "{}/../.local/logs/bench-cold-start.log",
-            env!("CARGO_MANIFEST_DIR")
-        ))?)
+        .stderr(std::fs::File::create(cold_start_log()?)?)
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("start {program}"))?;
