@@ -96,3 +96,35 @@ async fn the_store_counts_requests_and_units() {
         "transactional items cost 2 units per KB: {stats:?}"
     );
 }
+
+#[tokio::test]
+async fn a_user_with_more_events_than_one_transaction_holds_commits_in_chunks() {
+    let store = fresh_store().await;
+    let now: DateTime<Utc> = "2026-11-03T00:00:00Z".parse().unwrap();
+    let events: Vec<Event> = (0..120)
+        .map(|i| {
+            used(
+                &format!("e{i}"),
+                "heavy",
+                &format!("2026-11-01T10:{:02}:{:02}Z", i / 60, i % 60),
+            )
+        })
+        .collect();
+    let report = fold_events(&store, events.clone(), &settings(), now)
+        .await
+        .unwrap();
+    assert_eq!((report.applied, report.commits), (120, 3), "48 + 48 + 24");
+    let p = store.get_profile("heavy").await.unwrap().unwrap();
+    assert_eq!((p.event_count, p.version), (120, 3));
+    let again = fold_events(&store, events, &settings(), now).await.unwrap();
+    assert_eq!(
+        (again.applied, again.duplicates, again.commits),
+        (0, 120, 0)
+    );
+    let day = store
+        .daily_stats("2026-11-01".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(day.events_by_type["feature_used"], 120);
+    assert_eq!(day.active_users_by_tier["unknown"], 1);
+}
