@@ -232,13 +232,19 @@ impl Verifier {
         }
         let mut validation = Validation::new(key.alg);
         validation.set_issuer(&[&self.issuer]);
-        validation.set_audience(&[&self.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        // The audience is checked below, as API Gateway's JWT authorizer does it.
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 30;
         let data =
             jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, &key.key, &validation)
                 .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
         let claims = data.claims;
+        if !audience_matches(&claims, &self.audience) {
+            return Err(AuthError::InvalidToken(
+                "the token is not for this audience".to_string(),
+            ));
+        }
         let sub = claims
             .get("sub")
             .and_then(Value::as_str)
@@ -252,6 +258,17 @@ impl Verifier {
             ))
         })?;
         Ok(Principal { sub, role })
+    }
+}
+
+/// As API Gateway's JWT authorizer: the `aud` claim (a string or an array) names the
+/// audience, or, for tokens without `aud` such as Cognito access tokens, `client_id` is it.
+fn audience_matches(claims: &serde_json::Map<String, Value>, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(a)) => a == audience,
+        Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
+        Some(_) => false,
+        None => claims.get("client_id").and_then(Value::as_str) == Some(audience),
     }
 }
 
@@ -418,6 +435,22 @@ mod tests {
         r.now_epoch -= 7200;
         let t = mint_es256(k.pem.as_bytes(), "k1", &r).unwrap();
         assert!(verifier(&k.jwks).verify(&t).is_err());
+    }
+
+    #[test]
+    fn an_access_token_without_aud_is_checked_by_client_id() {
+        let k = keys("k1");
+        let key = EncodingKey::from_ec_pem(k.pem.as_bytes()).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("k1".into());
+        let now = chrono::Utc::now().timestamp();
+        let token = |client_id: &str| {
+            let claims = serde_json::json!({"iss": "https://issuer.test", "client_id": client_id,
+                "sub": "s", "exp": now + 60, "role": "service"});
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        assert!(verifier(&k.jwks).verify(&token("tierup")).is_ok());
+        assert!(verifier(&k.jwks).verify(&token("another-app")).is_err());
     }
 
     #[test]
