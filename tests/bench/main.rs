@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use chrono::{Duration as Days, Utc};
 use serde_json::{json, Value};
-use shared::auth::{mint_es256, Role, TokenRequest};
+use shared::auth::Role;
 use shared::events::{Event, EventBody, FeatureUsed, Identify};
 use shared::ingest::{fold_events, IngestSettings};
 use shared::profiles::FoldSettings;
@@ -377,30 +377,12 @@ async fn cold_starts(token: &str) -> Result<Value> {
     }))
 }
 
-/// An admin token signed with the local stack's key.
-fn admin_token() -> Result<String> {
-    let key = std::fs::read(env("TIERUP_SIGNING_KEY")?)?;
-    Ok(mint_es256(
-        &key,
-        &env("TIERUP_KEY_ID")?,
-        &TokenRequest {
-            issuer: &env("AUTH_ISSUER")?,
-            audience: &env("AUTH_AUDIENCE")?,
-            role_claim: "role",
-            sub: "bench",
-            role: Role::Admin,
-            ttl_seconds: 3600,
-            now_epoch: Utc::now().timestamp(),
-        },
-    )?)
-}
-
 #[tokio::main]
 async fn main() -> Result<()> {
     // Phases to run: any of `ingestion`, `invocations`, `cold-start` (default: all).
     let phases: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |p: &str| phases.is_empty() || phases.iter().any(|a| a == p);
-    let admin = admin_token()?;
+    let admin = tierup_e2e::Stack::from_env().token(Role::Admin, "bench");
     if wanted("ingestion") {
         let ingestion = ingestion_cost().await?;
         println!(

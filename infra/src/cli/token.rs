@@ -59,33 +59,33 @@ pub fn mint(key: &SigningKey, args: &TokenArgs) -> Result<String> {
 
 /// A local token for `role` with the local issuer, audience and claim.
 pub fn local_token(key: &SigningKey, role: Role, ttl: i64) -> Result<String> {
-    mint(
-        key,
-        &TokenArgs {
-            role,
-            sub: None,
-            ttl,
-            issuer: LOCAL_ISSUER.to_string(),
-            audience: LOCAL_AUDIENCE.to_string(),
-            role_claim: LOCAL_ROLE_CLAIM.to_string(),
-        },
-    )
+    token_with(key, role, ttl, |_, default| default.to_string())
 }
 
 /// A token for `role` with the issuer, audience and claim from the environment (a running
 /// local stack's `.local/stack.env` provides them), falling back to the local constants.
 pub fn env_token(key: &SigningKey, role: Role, ttl: i64) -> Result<String> {
-    let var =
-        |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_string());
+    token_with(key, role, ttl, |name, default| {
+        std::env::var(name).unwrap_or_else(|_| default.to_string())
+    })
+}
+
+/// A token whose issuer, audience and claim come from `setting(variable, local default)`.
+fn token_with(
+    key: &SigningKey,
+    role: Role,
+    ttl: i64,
+    setting: impl Fn(&str, &str) -> String,
+) -> Result<String> {
     mint(
         key,
         &TokenArgs {
             role,
             sub: None,
             ttl,
-            issuer: var("AUTH_ISSUER", LOCAL_ISSUER),
-            audience: var("AUTH_AUDIENCE", LOCAL_AUDIENCE),
-            role_claim: var("AUTH_ROLE_CLAIM", LOCAL_ROLE_CLAIM),
+            issuer: setting("AUTH_ISSUER", LOCAL_ISSUER),
+            audience: setting("AUTH_AUDIENCE", LOCAL_AUDIENCE),
+            role_claim: setting("AUTH_ROLE_CLAIM", LOCAL_ROLE_CLAIM),
         },
     )
 }

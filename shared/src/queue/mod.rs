@@ -45,12 +45,16 @@ pub struct JobMessage {
 /// Splits events into message bodies of at most [`MAX_EVENTS_PER_MESSAGE`] events and
 /// [`MAX_MESSAGE_BYTES`] bytes.
 pub fn pack_events(events: &[Event]) -> Result<Vec<String>, QueueError> {
+    // `{"events":[` + `]}`: the envelope around the comma-joined events.
+    const ENVELOPE: usize = 13;
+    let body = |parts: &[String]| format!("{{\"events\":[{}]}}", parts.join(","));
     let mut bodies = Vec::new();
-    let mut current: Vec<&Event> = Vec::new();
+    let mut current: Vec<String> = Vec::new();
     let mut current_bytes = 0usize;
-    const ENVELOPE: usize = 16;
     for event in events {
-        let size = serde_json::to_vec(event)?.len() + 1;
+        // Each event is serialised once; its size decides the message it joins.
+        let json = serde_json::to_string(event)?;
+        let size = json.len() + 1;
         if size + ENVELOPE > MAX_MESSAGE_BYTES {
             return Err(QueueError::TooLarge { bytes: size });
         }
@@ -58,19 +62,15 @@ pub fn pack_events(events: &[Event]) -> Result<Vec<String>, QueueError> {
             && (current.len() == MAX_EVENTS_PER_MESSAGE
                 || current_bytes + size + ENVELOPE > MAX_MESSAGE_BYTES)
         {
-            bodies.push(serde_json::to_string(
-                &serde_json::json!({ "events": current }),
-            )?);
+            bodies.push(body(&current));
             current.clear();
             current_bytes = 0;
         }
-        current.push(event);
+        current.push(json);
         current_bytes += size;
     }
     if !current.is_empty() {
-        bodies.push(serde_json::to_string(
-            &serde_json::json!({ "events": current }),
-        )?);
+        bodies.push(body(&current));
     }
     Ok(bodies)
 }

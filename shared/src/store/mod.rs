@@ -131,7 +131,7 @@ impl DynamoStore {
             ("sk".to_string(), s(name)),
             ("doc".to_string(), s(document.to_string())),
         ]);
-        self.stats.write(1, item_size(&item), false);
+        self.stats.write(1, item_size(&item));
         self.client
             .put_item()
             .table_name(&self.table)

@@ -29,7 +29,7 @@ fn kb(bytes: usize) -> u64 {
 
 impl StoreStats {
     /// A non-transactional write of one item: one unit per KB.
-    pub fn write(&self, requests: u64, bytes: usize, _transactional: bool) {
+    pub fn write(&self, requests: u64, bytes: usize) {
         self.write_requests.fetch_add(requests, Ordering::Relaxed);
         self.items_written.fetch_add(1, Ordering::Relaxed);
         self.write_units_x10
