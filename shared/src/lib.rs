@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod jobs;
 pub mod profiles;
 pub mod queue;
+pub mod statistics;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
