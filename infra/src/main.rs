@@ -30,6 +30,10 @@ fn main() -> ExitCode {
 }
 
 fn run(mut cli: cli::Cli) -> anyhow::Result<()> {
+    // The offline engine needs no workspace, stack or runtime.
+    if let cli::Command::Offline(command) = cli.command {
+        return cli::offline::run(command);
+    }
     let paths = settings::Paths::discover()?;
     if cli.command.reads_stack_env() {
         // Before any thread starts, as this writes the environment. Parsing again lets

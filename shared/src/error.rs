@@ -87,6 +87,8 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     #[error("not found: {0}")]
     NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
     /// Every event of a batch was refused; the body lists each one.

@@ -5,10 +5,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::queue::JobMessage;
 
-/// The jobs tierup knows.
-pub const JOBS: &[&str] = &[DLQ_WATCH];
+/// The jobs a schedule may fire.
+pub const JOBS: &[&str] = &[DLQ_WATCH, SIGNIFICANCE_SWEEP];
 /// Checks the depth of every dead-letter queue, records it and emits a metric.
 pub const DLQ_WATCH: &str = "dlq-watch";
+/// Fanned out by the scheduler itself: one [`SIGNIFICANCE_CHECK`] job per running experiment
+/// whose check is due.
+pub const SIGNIFICANCE_SWEEP: &str = "significance-sweep";
+/// Runs the sequential significance check of one experiment (`params.experiment`).
+pub const SIGNIFICANCE_CHECK: &str = "significance-check";
 
 /// What an EventBridge schedule delivers (its `Input`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,6 +27,8 @@ pub struct ScheduleInput {
 pub enum JobError {
     #[error("unknown job '{0}'; known jobs: {known}", known = JOBS.join(", "))]
     Unknown(String),
+    #[error("{0}")]
+    BadParams(String),
 }
 
 /// The job message for a schedule firing at `now`. Its id is the job name and the minute it
@@ -37,6 +44,38 @@ pub fn job_message(input: &ScheduleInput, now: DateTime<Utc>) -> Result<JobMessa
         scheduled_at: minute,
         params: input.params.clone(),
     })
+}
+
+/// The time a sweep runs as: `params.now` (RFC 3339) when the firing names one (an operator
+/// replaying or testing a schedule), otherwise the firing time.
+pub fn effective_now(
+    input: &ScheduleInput,
+    fired: DateTime<Utc>,
+) -> Result<DateTime<Utc>, JobError> {
+    match input.params.get("now") {
+        None | Some(serde_json::Value::Null) => Ok(fired),
+        Some(v) => v
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| JobError::BadParams("params.now must be an RFC 3339 time".into())),
+    }
+}
+
+/// The check job of one experiment for the sweep at `now`. Its id names the experiment and
+/// the minute, so a retried sweep yields the same id, and its `scheduled_at` is the slot the
+/// check records in the experiment's history.
+pub fn significance_check_message(experiment: &str, now: DateTime<Utc>) -> JobMessage {
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
+    JobMessage {
+        job_id: format!(
+            "{SIGNIFICANCE_CHECK}:{experiment}@{}",
+            minute.format("%Y-%m-%dT%H:%MZ")
+        ),
+        job: SIGNIFICANCE_CHECK.to_string(),
+        scheduled_at: minute,
+        params: serde_json::json!({ "experiment": experiment, "now": now.to_rfc3339() }),
+    }
 }
 
 /// Depth of one dead-letter queue at a check.
@@ -92,6 +131,28 @@ mod tests {
         assert!(matches!(
             job_message(&input, Utc::now()),
             Err(JobError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn a_sweep_may_name_its_now_and_checks_carry_their_slot() {
+        let fired: DateTime<Utc> = "2026-11-24T10:05:17Z".parse().unwrap();
+        let input = ScheduleInput {
+            job: SIGNIFICANCE_SWEEP.into(),
+            params: serde_json::json!({"now": "2026-11-25T00:00:30Z"}),
+        };
+        let now = effective_now(&input, fired).unwrap();
+        assert_eq!(now.to_rfc3339(), "2026-11-25T00:00:30+00:00");
+        let m = significance_check_message("price", now);
+        assert_eq!(m.job_id, "significance-check:price@2026-11-25T00:00Z");
+        assert_eq!(m.params["experiment"], "price");
+        let bad = ScheduleInput {
+            job: SIGNIFICANCE_SWEEP.into(),
+            params: serde_json::json!({"now": "yesterday"}),
+        };
+        assert!(matches!(
+            effective_now(&bad, fired),
+            Err(JobError::BadParams(_))
         ));
     }
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod experiments;
 pub mod growthbook;
 pub mod hash;
 pub mod http;

@@ -8,6 +8,8 @@
 //! 3. Cold start: process start to first answered request, api-events next to a minimal
 //!    Python handler that imports boto3 and reads one DynamoDB item, both against the
 //!    emulator, served by a Lambda Runtime API emulated here.
+//! 4. Assignment latency: p50 / p99 of `POST /v1/experiments/{key}/assign` through the local
+//!    stack (gateway emulation, api-experiments, moto), first assignments and sticky repeats.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -198,6 +200,74 @@ async fn invocations_through_the_stack(token: &str) -> Result<Value> {
     }))
 }
 
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted_ms.len() as f64).ceil() as usize;
+    sorted_ms[rank.clamp(1, sorted_ms.len()) - 1]
+}
+
+/// Latency of `assign` through the local stack, one request at a time: 2,000 first
+/// assignments (GetItem of the experiment and the assignment, one TransactWriteItems), then
+/// 2,000 sticky repeats (the two reads only).
+async fn assign_latency(admin: &str) -> Result<Value> {
+    const N: usize = 2_000;
+    let stack = tierup_e2e::Stack::from_env();
+    let service = stack.token(Role::Service, "bench");
+    let key = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let definition = json!({
+        "key": key, "name": "bench", "test_type": "custom",
+        "variants": [{"key": "a"}, {"key": "b"}, {"key": "c"}],
+        "primary_metric": {"name": "converted", "kind": "proportion", "event": "subscription_started"}
+    });
+    let (status, body) = stack.post_json("/v1/experiments", admin, &definition).await;
+    if status != 201 {
+        bail!("creating the bench experiment: {status} {body}");
+    }
+    let (status, body) = stack
+        .post_json(
+            &format!("/v1/experiments/{key}/status"),
+            admin,
+            &json!({"status": "running"}),
+        )
+        .await;
+    if status != 200 {
+        bail!("starting the bench experiment: {status} {body}");
+    }
+    let path = format!("/v1/experiments/{key}/assign");
+    let run = |round: &'static str| {
+        let (stack, service, path) = (&stack, &service, &path);
+        async move {
+            let mut ms = Vec::with_capacity(N);
+            for i in 0..N {
+                let body = json!({"user_id": format!("bench-user-{i}")});
+                let started = Instant::now();
+                let (status, answer) = stack.post_json(path, service, &body).await;
+                ms.push(started.elapsed().as_secs_f64() * 1000.0);
+                if status != 200 || answer["in_experiment"] != true {
+                    bail!("{round} assign {i}: {status} {answer}");
+                }
+            }
+            ms.sort_by(f64::total_cmp);
+            anyhow::Ok(json!({
+                "requests": N,
+                "p50_ms": percentile(&ms, 50.0),
+                "p99_ms": percentile(&ms, 99.0),
+                "max_ms": ms.last().copied().unwrap_or(f64::NAN),
+            }))
+        }
+    };
+    // Warm the function (its first request compiles nothing but starts the process).
+    let _ = stack
+        .post_json(&path, &service, &json!({"user_id": "warmup"}))
+        .await;
+    let first = run("first").await?;
+    let sticky = run("sticky").await?;
+    Ok(json!({ "first_assignment": first, "sticky_repeat": sticky,
+        "note": "one request at a time through the stack's API Gateway emulation; the function runs under cargo lambda watch" }))
+}
+
 /// A Lambda Runtime API that hands out one event and reports when its response arrives.
 #[derive(Clone)]
 struct RuntimeApi {
@@ -379,7 +449,8 @@ async fn cold_starts(token: &str) -> Result<Value> {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    // Phases to run: any of `ingestion`, `invocations`, `cold-start` (default: all).
+    // Phases to run: any of `ingestion`, `invocations`, `cold-start`, `assign-latency`
+    // (default: all).
     let phases: Vec<String> = std::env::args().skip(1).collect();
     let wanted = |p: &str| phases.is_empty() || phases.iter().any(|a| a == p);
     let admin = tierup_e2e::Stack::from_env().token(Role::Admin, "bench");
@@ -402,6 +473,13 @@ async fn main() -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({ "cold_start": cold }))?
+        );
+    }
+    if wanted("assign-latency") {
+        let latency = assign_latency(&admin).await?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "assign_latency": latency }))?
         );
     }
     Ok(())

@@ -4,5 +4,6 @@
 
 mod auth;
 mod dlq;
+mod experiments;
 mod ingest;
 mod jobs;

@@ -1,6 +1,8 @@
 //! scheduler: turns an EventBridge schedule firing (its `Input`, e.g. `{"job":"dlq-watch"}`)
-//! into a job message on the jobs queue. The job id is derived from the job and the minute, so
-//! a retried firing is recognisable downstream.
+//! into job messages on the jobs queue. Most jobs become one message whose id is derived from
+//! the job and the minute, so a retried firing is recognisable downstream. The
+//! `significance-sweep` fans out instead: one `significance-check` message per running
+//! experiment whose check is due (hourly by default, `check_interval_minutes` per experiment).
 
 use std::sync::Arc;
 
@@ -8,30 +10,78 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 use shared::config::Config;
-use shared::jobs::{job_message, ScheduleInput};
+use shared::experiments::model::Status;
+use shared::jobs::{
+    effective_now, job_message, significance_check_message, ScheduleInput, SIGNIFICANCE_SWEEP,
+};
 use shared::queue::{MessageSink, SqsProducer};
+use shared::store::DynamoStore;
+
+struct Scheduler {
+    config: Config,
+    producer: SqsProducer,
+    store: DynamoStore,
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
-    let config = Arc::new(Config::from_env()?);
+    let config = Config::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let producer = Arc::new(SqsProducer::new(aws_sdk_sqs::Client::new(&aws)));
+    let scheduler = Arc::new(Scheduler {
+        producer: SqsProducer::new(aws_sdk_sqs::Client::new(&aws)),
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table_name),
+        config,
+    });
     shared::telemetry::cold_start("scheduler");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (config, producer) = (config.clone(), producer.clone());
-        async move { fire(&config, producer.as_ref(), event.payload).await }
+        let scheduler = scheduler.clone();
+        async move { fire(&scheduler, event.payload).await }
     }))
     .await
 }
 
-async fn fire(config: &Config, sink: &dyn MessageSink, input: Value) -> Result<Value, Error> {
+async fn fire(s: &Scheduler, input: Value) -> Result<Value, Error> {
     let input: ScheduleInput = serde_json::from_value(input)
         .map_err(|e| format!("schedule input must be {{\"job\": \"<name>\"}}: {e}"))?;
-    let message = job_message(&input, chrono::Utc::now())?;
+    let fired = chrono::Utc::now();
+    if input.job == SIGNIFICANCE_SWEEP {
+        return sweep(s, &input, fired).await;
+    }
+    let message = job_message(&input, fired)?;
     let body = serde_json::to_string(&message)?;
-    sink.send_all(&config.jobs_queue_url, vec![body], Some(&message.job_id))
+    let sink: &dyn MessageSink = &s.producer;
+    sink.send_all(&s.config.jobs_queue_url, vec![body], Some(&message.job_id))
         .await?;
     tracing::info!(job = %message.job, job_id = %message.job_id, "job enqueued");
-    Ok(serde_json::json!({ "enqueued": message }))
+    Ok(serde_json::json!({ "enqueued": [message] }))
+}
+
+async fn sweep(
+    s: &Scheduler,
+    input: &ScheduleInput,
+    fired: chrono::DateTime<chrono::Utc>,
+) -> Result<Value, Error> {
+    let now = effective_now(input, fired)?;
+    let running = s.store.list_experiments(&[Status::Running]).await?;
+    let due: Vec<_> = running
+        .iter()
+        .filter(|e| e.check_due(now))
+        .map(|e| significance_check_message(e.key(), now))
+        .collect();
+    let bodies = due
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    if !bodies.is_empty() {
+        let sink: &dyn MessageSink = &s.producer;
+        sink.send_all(&s.config.jobs_queue_url, bodies, None)
+            .await?;
+    }
+    tracing::info!(
+        running = running.len(),
+        due = due.len(),
+        "significance sweep"
+    );
+    Ok(serde_json::json!({ "running": running.len(), "enqueued": due }))
 }

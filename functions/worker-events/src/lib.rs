@@ -1,10 +1,14 @@
-//! worker-events: folds queued events exactly once into profiles and daily aggregates.
+//! worker-events: folds queued events exactly once into profiles and daily aggregates, and
+//! into the sufficient statistics of every experiment their users are assigned to.
 //! `main.rs` wires the clients; tests drive [`handle`] with SQS events against the emulator.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
+use shared::experiments::fold::{
+    self as metric_fold, MetricFoldError, MetricFoldSettings, MetricStore,
+};
 use shared::ingest::{fold_events, IngestError, IngestSettings, IngestStore};
 use shared::queue::{for_each_record, EventsMessage, RecordFailure};
 use shared::telemetry::{Metrics, Unit};
@@ -16,6 +20,8 @@ pub enum RecordError {
     Malformed(#[source] serde_json::Error),
     #[error(transparent)]
     Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Metrics(#[from] MetricFoldError),
 }
 
 impl RecordFailure for RecordError {
@@ -24,13 +30,15 @@ impl RecordFailure for RecordError {
             RecordError::Malformed(_) => "malformed_message",
             RecordError::Ingest(IngestError::Store(_)) => "store_error",
             RecordError::Ingest(IngestError::Contended { .. }) => "contended",
+            RecordError::Metrics(MetricFoldError::Store(_)) => "store_error",
+            RecordError::Metrics(MetricFoldError::Contended { .. }) => "contended",
         }
     }
 }
 
 /// Folds every record of a batch; a record that fails is reported for redelivery alone.
-pub async fn handle(
-    store: &dyn IngestStore,
+pub async fn handle<S: IngestStore + MetricStore>(
+    store: &S,
     settings: &IngestSettings,
     event: SqsEvent,
 ) -> SqsBatchResponse {
@@ -41,12 +49,22 @@ pub async fn handle(
             let message: EventsMessage =
                 serde_json::from_str(record.body.as_deref().unwrap_or_default())
                     .map_err(RecordError::Malformed)?;
-            let report = fold_events(store, message.events, settings, chrono::Utc::now()).await?;
+            let now = chrono::Utc::now();
+            let events = message.events;
+            let report = fold_events(store, events.clone(), settings, now).await?;
+            // Both folds are exactly-once on their own, so a failure of the second only
+            // redelivers the message, and the first then finds its work done.
+            let metric_settings = MetricFoldSettings {
+                dedupe_ttl_days: settings.dedupe_ttl_days,
+                shards: settings.aggregate_shards,
+            };
+            let metrics = metric_fold::fold_events(store, &events, metric_settings, now).await?;
             tracing::info!(
                 applied = report.applied,
                 duplicates = report.duplicates,
                 commits = report.commits,
                 conflicts = report.conflicts,
+                experiment_observations = metrics.applied,
                 "record folded"
             );
             applied.fetch_add(report.applied, Ordering::Relaxed);

@@ -9,7 +9,8 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 use shared::config::Config;
-use shared::jobs::{DlqDepth, DlqReport, DLQ_WATCH};
+use shared::experiments::runner::{run_check, CheckError, CheckRun};
+use shared::jobs::{DlqDepth, DlqReport, DLQ_WATCH, SIGNIFICANCE_CHECK};
 use shared::queue::{for_each_record, JobMessage, RecordFailure, SqsProducer};
 use shared::store::DynamoStore;
 use shared::telemetry::{Metrics, Unit};
@@ -30,6 +31,10 @@ enum JobFailure {
     Store(#[from] shared::error::StoreError),
     #[error(transparent)]
     Queue(#[from] shared::error::QueueError),
+    #[error("job parameters: {0}")]
+    BadParams(String),
+    #[error(transparent)]
+    Check(#[from] CheckError),
 }
 
 impl RecordFailure for JobFailure {
@@ -39,6 +44,11 @@ impl RecordFailure for JobFailure {
             JobFailure::Unknown(_) => "unknown_job",
             JobFailure::Store(_) => "store_error",
             JobFailure::Queue(_) => "queue_error",
+            JobFailure::BadParams(_) => "bad_params",
+            JobFailure::Check(CheckError::Store(_)) => "store_error",
+            JobFailure::Check(CheckError::Queue(_)) => "queue_error",
+            JobFailure::Check(CheckError::Analysis(_)) => "analysis_error",
+            JobFailure::Check(CheckError::Contended(_)) => "contended",
         }
     }
 }
@@ -73,8 +83,57 @@ async fn run_record(jobs: &Jobs, body: &str) -> Result<(), JobFailure> {
     tracing::info!(job = %job.job, job_id = %job.job_id, "running job");
     match job.job.as_str() {
         DLQ_WATCH => dlq_watch(jobs, &job).await,
+        SIGNIFICANCE_CHECK => significance_check(jobs, &job).await,
         other => Err(JobFailure::Unknown(other.to_string())),
     }
+}
+
+/// Runs one experiment's scheduled sequential significance check (see
+/// `shared::experiments::runner`). `params.now` is the sweep's time (injectable for replays).
+async fn significance_check(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailure> {
+    let key = job
+        .params
+        .get("experiment")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| JobFailure::BadParams("params.experiment is required".into()))?;
+    let now = job
+        .params
+        .get("now")
+        .and_then(|v| v.as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(chrono::Utc::now);
+    let run = run_check(
+        &jobs.store,
+        &jobs.producer,
+        &jobs.config.outbox_queue_url,
+        key,
+        job.scheduled_at,
+        &job.job_id,
+        now,
+    )
+    .await?;
+    match &run {
+        CheckRun::Skipped(why) => tracing::info!(experiment = key, why, "check skipped"),
+        CheckRun::Checked {
+            verdict,
+            completed,
+            notice_sent,
+        } => {
+            tracing::info!(
+                experiment = key,
+                ?verdict,
+                completed,
+                notice_sent,
+                "check done"
+            );
+            Metrics::new("worker-jobs")
+                .dimension("experiment", key)
+                .value("SignificanceChecks", 1.0, Unit::Count)
+                .emit();
+        }
+    }
+    Ok(())
 }
 
 /// Reads each dead-letter queue's depth, stores the report (shown by `GET /v1/health`) and

@@ -8,8 +8,13 @@ use crate::settings::required_var;
 
 #[derive(Debug, Subcommand)]
 pub enum JobsCommand {
-    /// Fire a schedule now (its event id, e.g. DailyRollup, or its Name)
-    Run { name: String },
+    /// Fire a schedule now (its event id, e.g. SignificanceSweep, or its Name)
+    Run {
+        name: String,
+        /// JSON object merged into the input's params, e.g. '{"now":"2026-11-25T00:00:00Z"}'
+        #[arg(long)]
+        params: Option<String>,
+    },
     /// List the schedules with their next fire time
     List,
 }
@@ -18,9 +23,14 @@ pub async fn run(command: JobsCommand) -> Result<()> {
     let api = required_var("TIERUP_API_URL")?;
     let http = reqwest::Client::new();
     match command {
-        JobsCommand::Run { name } => {
+        JobsCommand::Run { name, params } => {
             let url = format!("{api}/_local/schedules/{name}/run");
-            let result = call(http.post(&url)).await?;
+            let mut request = http.post(&url);
+            if let Some(p) = params {
+                let p: Value = serde_json::from_str(&p).context("--params must be JSON")?;
+                request = request.json(&serde_json::json!({ "params": p }));
+            }
+            let result = call(request).await?;
             println!("{}", serde_json::to_string_pretty(&result)?);
         }
         JobsCommand::List => {

@@ -3,6 +3,7 @@
 pub mod dlq;
 pub mod jobs;
 pub mod keys;
+pub mod offline;
 pub mod send;
 pub mod token;
 
@@ -43,6 +44,9 @@ pub enum Command {
     Dlq(dlq::DlqCommand),
     /// POST events from a JSON Lines file to /v1/events in batches
     Send(send::SendArgs),
+    /// Offline experiment engine (JSON Lines on stdin, one result line per input line)
+    #[command(flatten)]
+    Offline(offline::OfflineCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,7 +69,10 @@ pub enum LocalCommand {
 impl Command {
     /// Whether the command should see a running stack's `.local/stack.env`.
     pub fn reads_stack_env(&self) -> bool {
-        !matches!(self, Command::Local(_) | Command::Keys(_))
+        !matches!(
+            self,
+            Command::Local(_) | Command::Keys(_) | Command::Offline(_)
+        )
     }
 }
 
@@ -83,5 +90,6 @@ pub async fn run(paths: &Paths, command: Command) -> Result<()> {
         Command::Jobs(command) => jobs::run(command).await,
         Command::Dlq(command) => dlq::run(paths, command).await,
         Command::Send(args) => send::run(paths, &args).await,
+        Command::Offline(command) => offline::run(command),
     }
 }

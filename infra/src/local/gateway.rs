@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use tracing::{info, warn};
 
 use super::apigw::{function_response, request_event, FunctionResponse, IncomingRequest};
@@ -52,11 +52,30 @@ async fn list_schedules(State(gateway): State<Arc<Gateway>>) -> Response {
     Json(gateway.schedules.summaries()).into_response()
 }
 
-async fn run_schedule(State(gateway): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+/// Fires a schedule now. An optional JSON body `{"params": {...}}` is merged into the
+/// schedule input's `params` (e.g. `{"params": {"now": "2026-11-25T00:00:00Z"}}`).
+async fn run_schedule(
+    State(gateway): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
     let Some(schedule) = gateway.schedules.find(&name) else {
         return message(StatusCode::NOT_FOUND, &format!("no schedule named {name}"));
     };
-    match gateway.schedules.fire(schedule).await {
+    let params = if body.is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) if v.get("params").is_some_and(Value::is_object) => v.get("params").cloned(),
+            _ => {
+                return message(
+                    StatusCode::BAD_REQUEST,
+                    "the body must be {\"params\": {...}}",
+                )
+            }
+        }
+    };
+    match gateway.schedules.fire_with(schedule, params.as_ref()).await {
         Ok(result) => {
             info!(schedule = %schedule.id, "schedule fired on demand");
             Json(result).into_response()

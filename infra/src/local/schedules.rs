@@ -115,7 +115,27 @@ impl Schedules {
 
     /// Invokes the schedule's function now.
     pub async fn fire(&self, schedule: &Schedule) -> Result<Value, InvokeError> {
-        let event = schedule.event(Utc::now());
+        self.fire_with(schedule, None).await
+    }
+
+    /// Fires a schedule now; `params` (an object) is merged into the `params` of its `Input`,
+    /// e.g. `{"now": "..."}` to run a sweep as of another time.
+    pub async fn fire_with(
+        &self,
+        schedule: &Schedule,
+        params: Option<&Value>,
+    ) -> Result<Value, InvokeError> {
+        let mut event = schedule.event(Utc::now());
+        if let (Some(Value::Object(extra)), Some(obj)) = (params, event.as_object_mut()) {
+            let target = obj
+                .entry("params")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if let Some(target) = target.as_object_mut() {
+                for (k, v) in extra {
+                    target.insert(k.clone(), v.clone());
+                }
+            }
+        }
         self.invoker
             .invoke(&schedule.binary, &event, schedule.timeout)
             .await

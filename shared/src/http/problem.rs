@@ -94,6 +94,12 @@ pub fn problem_for(error: &ApiError) -> Problem {
             "Service unavailable",
             "token verification keys are unavailable",
         ),
+        ApiError::MethodNotAllowed => Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            "this route does not accept that method",
+        ),
         ApiError::NotFound(what) => Problem::new(
             StatusCode::NOT_FOUND,
             "not-found",

@@ -1,5 +1,6 @@
 #![doc = include_str!("README.md")]
 
+mod experiments;
 mod items;
 mod stats_counter;
 
@@ -16,6 +17,7 @@ use crate::ingest::{CommitOutcome, FoldCommit, IngestStore};
 use crate::profiles::Profile;
 use crate::stats::DailyStats;
 
+pub use experiments::{xkeys, Created};
 pub use items::{item_size, keys};
 pub use stats_counter::{StoreStats, StoreStatsSnapshot};
 

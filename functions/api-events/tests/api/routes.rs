@@ -1,64 +1,33 @@
 //! The routes the code serves, the routes openapi.yaml documents and the routes template.yaml
 //! wires to this function are one set.
 
-use std::collections::BTreeSet;
-
 use crate::support::app;
 
-fn repo_file(name: &str) -> String {
-    let path = format!("{}/../../{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
+#[path = "../../../../shared/tests/common/route_parity.rs"]
+mod route_parity;
 
-fn code_routes() -> BTreeSet<(String, String)> {
-    api_events::ROUTES
-        .iter()
-        .map(|(m, p)| (m.to_string(), p.to_string()))
-        .collect()
-}
+use route_parity::Routes;
 
-fn openapi_routes() -> BTreeSet<(String, String)> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(&repo_file("openapi.yaml")).unwrap();
-    let mut routes = BTreeSet::new();
-    for (path, item) in doc["paths"].as_mapping().expect("paths") {
-        for (method, _) in item.as_mapping().expect("path item") {
-            let method = method.as_str().unwrap().to_ascii_uppercase();
-            if ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method.as_str()) {
-                routes.insert((method, path.as_str().unwrap().to_string()));
-            }
-        }
-    }
-    routes
-}
+const DIR: &str = env!("CARGO_MANIFEST_DIR");
 
-fn template_routes(function: &str) -> BTreeSet<(String, String)> {
-    let doc: serde_yaml::Value = serde_yaml::from_str(&repo_file("template.yaml")).unwrap();
-    let mut routes = BTreeSet::new();
-    for (_, resource) in doc["Resources"].as_mapping().unwrap() {
-        if resource["Metadata"]["BuildProperties"]["Binary"].as_str() != Some(function) {
-            continue;
-        }
-        for (_, event) in resource["Properties"]["Events"].as_mapping().unwrap() {
-            if event["Type"].as_str() == Some("HttpApi") {
-                let p = &event["Properties"];
-                routes.insert((
-                    p["Method"].as_str().unwrap().to_ascii_uppercase(),
-                    p["Path"].as_str().unwrap().to_string(),
-                ));
-            }
-        }
-    }
-    routes
+fn code_routes() -> Routes {
+    route_parity::code_routes(api_events::ROUTES)
 }
 
 #[test]
 fn openapi_documents_exactly_the_routes_the_code_serves() {
-    assert_eq!(openapi_routes(), code_routes());
+    assert_eq!(
+        route_parity::openapi_routes(DIR, "api-events"),
+        code_routes()
+    );
 }
 
 #[test]
 fn the_template_wires_exactly_the_routes_the_code_serves() {
-    assert_eq!(template_routes("api-events"), code_routes());
+    assert_eq!(
+        route_parity::template_routes(DIR, "api-events"),
+        code_routes()
+    );
 }
 
 #[tokio::test]

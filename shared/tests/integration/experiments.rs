@@ -1,0 +1,458 @@
+//! Experiments against the emulator: lifecycle storage with audit, sticky assignment with one
+//! exposure per user, exactly-once metric folding under redelivery and races, and the
+//! scheduled check concluding onto a real (emulated) SQS outbox.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{json, Map, Value};
+
+use shared::events::Event;
+use shared::experiments::assign::{decide, Decision};
+use shared::experiments::checks::Verdict;
+use shared::experiments::fold::{
+    fold_events, fold_observations, MetricFoldSettings, MetricStore, Observation,
+};
+use shared::experiments::lifecycle;
+use shared::experiments::model::{parse_json, CreateRequest, Experiment, Status, UpdateRequest};
+use shared::experiments::runner::{run_check, CheckRun};
+use shared::ingest::CommitOutcome;
+use shared::queue::SqsProducer;
+use shared::store::{Created, DynamoStore};
+
+use crate::support::{aws, fresh_store};
+
+const SETTINGS: MetricFoldSettings = MetricFoldSettings {
+    dedupe_ttl_days: 35,
+    shards: 4,
+};
+
+fn t0() -> DateTime<Utc> {
+    "2026-11-24T08:00:00Z".parse().unwrap()
+}
+
+fn definition(key: &str, extra: Value) -> shared::experiments::model::Definition {
+    let mut body = json!({
+        "key": key, "name": "Upgrade button", "test_type": "cta_design",
+        "variants": [{"key": "control"}, {"key": "treatment"}],
+        "primary_metric": {"name": "upgraded", "kind": "proportion", "event": "subscription_started"},
+        "secondary_metrics": [{"name": "revenue", "kind": "mean", "event": "payment_succeeded"}],
+        "min_sample_per_variant": 50
+    });
+    for (k, v) in extra.as_object().cloned().unwrap_or_default() {
+        body[k] = v;
+    }
+    let req: CreateRequest = parse_json(body.to_string().as_bytes()).unwrap();
+    req.into_definition().unwrap()
+}
+
+/// Creates and starts an experiment.
+async fn running(store: &DynamoStore, key: &str, extra: Value) -> Experiment {
+    let (draft, audit) = lifecycle::create(definition(key, extra), "admin-1", t0());
+    assert_eq!(
+        store.create_experiment(&draft, &audit).await.unwrap(),
+        Created::Created
+    );
+    let (started, audit) =
+        lifecycle::transition(&draft, Status::Running, None, "admin-1", t0()).unwrap();
+    assert_eq!(
+        store
+            .save_experiment(&started, draft.version, Some(&audit))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed
+    );
+    started
+}
+
+/// Assigns a user the way the API does; returns the variant index.
+async fn assign(store: &DynamoStore, e: &Experiment, user: &str) -> usize {
+    let existing = store.assignment(e.key(), user).await.unwrap();
+    match decide(
+        e,
+        user,
+        &Map::new(),
+        existing.as_ref(),
+        t0() + Duration::minutes(1),
+    ) {
+        Decision::Sticky(a) => a.variant,
+        Decision::New(a) => match store.create_assignment(&a, SETTINGS.shards).await.unwrap() {
+            Created::Created => a.variant,
+            Created::Exists => {
+                store
+                    .assignment(e.key(), user)
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .variant
+            }
+        },
+        Decision::NotInExperiment(r) => panic!("{user} not in experiment: {r:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_key_is_created_once_and_every_change_is_audited() {
+    let store = fresh_store().await;
+    let e = running(&store, "audited", json!({})).await;
+    let (dup, audit) = lifecycle::create(definition("audited", json!({})), "admin-2", t0());
+    assert_eq!(
+        store.create_experiment(&dup, &audit).await.unwrap(),
+        Created::Exists
+    );
+    // A stale writer loses.
+    let req: UpdateRequest = parse_json(br#"{"weights": [0.3, 0.7]}"#).unwrap();
+    let (next, audit) = lifecycle::update(&e, &req, "admin-2", t0()).unwrap();
+    assert_eq!(
+        store
+            .save_experiment(&next, e.version, Some(&audit))
+            .await
+            .unwrap(),
+        CommitOutcome::Committed
+    );
+    assert_eq!(
+        store
+            .save_experiment(&next, e.version, Some(&audit))
+            .await
+            .unwrap(),
+        CommitOutcome::Conflict
+    );
+    let records = store.experiment_audit("audited").await.unwrap();
+    let actions: Vec<&str> = records.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions, ["created", "status_changed", "updated"]);
+    assert_eq!(records[2].actor, "admin-2");
+    let w = records[2]
+        .changes
+        .iter()
+        .find(|c| c.field == "weights")
+        .unwrap();
+    assert_eq!(w.before, json!([0.5, 0.5]));
+    assert_eq!(w.after, json!([0.3, 0.7]));
+    let listed = store.list_experiments(&[Status::Running]).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(store
+        .list_experiments(&[Status::Draft])
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn assignments_are_sticky_across_a_weight_change_until_the_bucket_version_is_bumped() {
+    let store = fresh_store().await;
+    let e = running(&store, "sticky", json!({})).await;
+    let users: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+    let mut first = BTreeMap::new();
+    for u in &users {
+        first.insert(u.clone(), assign(&store, &e, u).await);
+    }
+    // Everyone to treatment, no bump: existing users keep their variant.
+    let req: UpdateRequest = parse_json(br#"{"weights": [0.0, 1.0]}"#).unwrap();
+    let (shifted, audit) = lifecycle::update(&e, &req, "a", t0()).unwrap();
+    store
+        .save_experiment(&shifted, e.version, Some(&audit))
+        .await
+        .unwrap();
+    for u in &users {
+        assert_eq!(assign(&store, &shifted, u).await, first[u], "{u} moved");
+    }
+    // A new user follows the new weights.
+    assert_eq!(assign(&store, &shifted, "newcomer").await, 1);
+    let stats = store.phase_stats("sticky", 1).await.unwrap();
+    assert_eq!(
+        stats.n(0) + stats.n(1),
+        201,
+        "each user exposed exactly once"
+    );
+    // Bump: everyone is re-bucketed with the current weights into a new phase.
+    let bump: UpdateRequest = parse_json(br#"{"bump_bucket_version": true}"#).unwrap();
+    let (bumped, audit) = lifecycle::update(&shifted, &bump, "a", t0()).unwrap();
+    store
+        .save_experiment(&bumped, shifted.version, Some(&audit))
+        .await
+        .unwrap();
+    for u in users.iter().take(20) {
+        assert_eq!(assign(&store, &bumped, u).await, 1);
+    }
+    let phase2 = store.phase_stats("sticky", 2).await.unwrap();
+    assert_eq!((phase2.n(0), phase2.n(1)), (0, 20));
+}
+
+#[tokio::test]
+async fn concurrent_first_assignments_expose_a_user_once() {
+    let store = fresh_store().await;
+    let e = running(&store, "race", json!({})).await;
+    let calls = (0..12).map(|_| assign(&store, &e, "racer"));
+    let variants = futures::future::join_all(calls).await;
+    assert!(variants.windows(2).all(|w| w[0] == w[1]));
+    let stats = store.phase_stats("race", 1).await.unwrap();
+    assert_eq!(stats.n(0) + stats.n(1), 1);
+}
+
+fn conversion(id: &str, user: &str, minute: i64, kind: &str, amount: Option<i64>) -> Event {
+    let properties = match kind {
+        "subscription_started" => json!({"plan": "pro", "tier": "pro", "amount_minor": amount,
+            "currency": "USD", "interval": "month", "trial_ends_at": null}),
+        _ => json!({"amount_minor": amount.unwrap_or(0), "currency": "USD", "reason": null}),
+    };
+    serde_json::from_value(json!({
+        "event_id": id, "user_id": user, "type": kind,
+        "timestamp": (t0() + Duration::minutes(minute)).to_rfc3339(),
+        "properties": properties,
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn metric_events_fold_exactly_once_under_redelivery_and_races() {
+    let store = fresh_store().await;
+    let e = running(&store, "folded", json!({})).await;
+    let mut variant = BTreeMap::new();
+    for i in 0..60 {
+        let u = format!("u{i}");
+        variant.insert(u.clone(), assign(&store, &e, &u).await);
+    }
+    // Users 0..30 subscribe (some twice) and pay 1 to 3 times.
+    let mut events = Vec::new();
+    let mut truth_paid: BTreeMap<String, f64> = BTreeMap::new();
+    for i in 0..30 {
+        let u = format!("u{i}");
+        events.push(conversion(
+            &format!("s{i}"),
+            &u,
+            10,
+            "subscription_started",
+            Some(999),
+        ));
+        if i % 3 == 0 {
+            events.push(conversion(
+                &format!("s{i}b"),
+                &u,
+                11,
+                "subscription_started",
+                Some(999),
+            ));
+        }
+        for k in 0..(1 + i % 3) {
+            let amount = 500 + 100 * k as i64;
+            events.push(conversion(
+                &format!("p{i}-{k}"),
+                &u,
+                12 + k as i64,
+                "payment_succeeded",
+                Some(amount),
+            ));
+            *truth_paid.entry(u.clone()).or_default() += amount as f64;
+        }
+    }
+    // An event before assignment does not count.
+    events.push(conversion(
+        "early",
+        "u40",
+        -30,
+        "subscription_started",
+        Some(999),
+    ));
+    let now = t0() + Duration::hours(1);
+    // Two workers race on the same batch, then the batch is redelivered twice.
+    let (a, b) = futures::join!(
+        fold_events(&store, &events, SETTINGS, now),
+        fold_events(&store, &events, SETTINGS, now)
+    );
+    a.unwrap();
+    b.unwrap();
+    for _ in 0..2 {
+        let again = fold_events(&store, &events, SETTINGS, now).await.unwrap();
+        assert_eq!(again.applied, 0);
+    }
+    let stats = store.phase_stats("folded", 1).await.unwrap();
+    for v in 0..2 {
+        let users: Vec<&String> = variant
+            .iter()
+            .filter(|(_, x)| **x == v)
+            .map(|(u, _)| u)
+            .collect();
+        let converted = users
+            .iter()
+            .filter(|u| u[1..].parse::<usize>().unwrap() < 30)
+            .count() as f64;
+        assert_eq!(stats.n(v), users.len() as u64);
+        assert_eq!(
+            stats.sums[&(0, v)],
+            converted,
+            "proportion counts each user once"
+        );
+        assert_eq!(stats.sum_squares[&(0, v)], converted);
+        let paid: Vec<f64> = users
+            .iter()
+            .filter_map(|u| truth_paid.get(*u).copied())
+            .collect();
+        assert_eq!(stats.sums[&(1, v)], paid.iter().sum::<f64>());
+        assert_eq!(
+            stats.sum_squares[&(1, v)],
+            paid.iter().map(|x| x * x).sum::<f64>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn recorded_results_of_unassigned_users_are_not_counted() {
+    let store = fresh_store().await;
+    let e = running(&store, "direct", json!({})).await;
+    assign(&store, &e, "member").await;
+    let obs = |id: &str, user: &str| Observation {
+        event_id: id.into(),
+        user_id: user.into(),
+        timestamp: t0() + Duration::minutes(5),
+        metric: "revenue".into(),
+        value: 12.5,
+    };
+    let now = t0() + Duration::minutes(10);
+    let r = fold_observations(
+        &store,
+        &e,
+        "stranger",
+        &[obs("x1", "stranger")],
+        SETTINGS,
+        now,
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.applied, r.not_assigned), (0, 1));
+    let batch = [
+        obs("m1", "member"),
+        obs("m1", "member"),
+        obs("m2", "member"),
+    ];
+    let r = fold_observations(&store, &e, "member", &batch, SETTINGS, now)
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.duplicates), (2, 1));
+    let stats = store.phase_stats("direct", 1).await.unwrap();
+    let v = store
+        .assignment("direct", "member")
+        .await
+        .unwrap()
+        .unwrap()
+        .variant;
+    assert_eq!(stats.sums[&(1, v)], 25.0);
+    assert_eq!(stats.sum_squares[&(1, v)], 625.0);
+}
+
+async fn outbox() -> (SqsProducer, aws_sdk_sqs::Client, String) {
+    let config = aws().await;
+    let client = aws_sdk_sqs::Client::new(&config);
+    let url = client
+        .create_queue()
+        .queue_name(format!("outbox-{}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    (SqsProducer::new(client.clone()), client, url)
+}
+
+async fn received(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {
+    let out = client
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    out.messages
+        .unwrap_or_default()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_scheduled_check_waits_for_the_sample_then_concludes_once() {
+    let store = fresh_store().await;
+    let (producer, sqs, url) = outbox().await;
+    let e = running(
+        &store,
+        "checked",
+        json!({"auto_stop": true, "min_sample_per_variant": 150}),
+    )
+    .await;
+    let slot1 = t0() + Duration::hours(1);
+    // No data yet: it keeps running and says why.
+    let run = run_check(&store, &producer, &url, "checked", slot1, "j1", slot1)
+        .await
+        .unwrap();
+    match run {
+        CheckRun::Checked {
+            verdict: Verdict::Continue { reasons },
+            completed: false,
+            ..
+        } => {
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.contains("of the 150 users required")),
+                "{reasons:?}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same slot again is a no-op.
+    assert!(matches!(
+        run_check(&store, &producer, &url, "checked", slot1, "j1", slot1)
+            .await
+            .unwrap(),
+        CheckRun::Skipped(_)
+    ));
+    // 400 users; treatment converts at 60 %, control at 20 %.
+    let mut events = Vec::new();
+    for i in 0..400 {
+        let u = format!("c{i}");
+        let v = assign(&store, &e, &u).await;
+        let converts = if v == 1 { i % 5 < 3 } else { i % 5 == 0 };
+        if converts {
+            events.push(conversion(
+                &format!("sub-{i}"),
+                &u,
+                20,
+                "subscription_started",
+                Some(999),
+            ));
+        }
+    }
+    fold_events(&store, &events, SETTINGS, slot1).await.unwrap();
+    let slot2 = slot1 + Duration::hours(1);
+    let run = run_check(&store, &producer, &url, "checked", slot2, "j2", slot2)
+        .await
+        .unwrap();
+    match &run {
+        CheckRun::Checked {
+            verdict: Verdict::Conclude { winner, .. },
+            completed,
+            notice_sent,
+        } => {
+            assert_eq!(winner.as_deref(), Some("treatment"));
+            assert!(*completed && *notice_sent);
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = store.get_experiment("checked").await.unwrap().unwrap();
+    assert_eq!(stored.status, Status::Completed);
+    assert!(!stored.notice_pending);
+    assert_eq!(stored.outcome.unwrap().winner.as_deref(), Some("treatment"));
+    let messages = received(&sqs, &url).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["type"], "experiment_concluded");
+    assert_eq!(messages[0]["winner"], "treatment");
+    // A redelivered job finds it completed and sends nothing more.
+    let again = run_check(&store, &producer, &url, "checked", slot2, "j2", slot2)
+        .await
+        .unwrap();
+    assert!(matches!(again, CheckRun::Skipped(_)));
+    assert!(received(&sqs, &url).await.is_empty());
+    let history = store.experiment_history("checked").await.unwrap();
+    assert_eq!(history.len(), 2);
+    let audit = store.experiment_audit("checked").await.unwrap();
+    assert_eq!(audit.last().unwrap().action, "concluded");
+}
