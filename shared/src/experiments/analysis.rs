@@ -125,14 +125,12 @@ fn pair(v: &Value) -> [Option<f64>; 2] {
 fn analyze_metric(
     kind: MetricKind,
     alpha: f64,
-    weights: &[f64],
     variants: &[VariantSummary],
 ) -> Result<Value, AnalysisError> {
     let input = json!({
         "id": "metric",
         "metric": match kind { MetricKind::Proportion => "proportion", MetricKind::Mean => "mean" },
         "alpha": alpha,
-        "weights": weights,
         "variants": variants.iter().map(|v| json!({
             "n": v.n, "sum": v.sum, "sum_squares": v.sum_squares
         })).collect::<Vec<_>>(),
@@ -155,6 +153,26 @@ pub fn adjust(correction: Correction, p: &[Option<f64>]) -> Vec<Option<f64>> {
     };
     let mut it = adjusted.into_iter();
     p.iter().map(|x| x.and_then(|_| it.next())).collect()
+}
+
+/// SRM p-value of the observed assignment counts against the expected ones. A variant with no
+/// expected users (weight 0 throughout) takes no part, unless it has users, which is a
+/// certain mismatch (p = 0).
+pub fn srm_p_value(observed: &[u64], expected: &[f64]) -> Option<f64> {
+    let mut counts = Vec::new();
+    let mut weights = Vec::new();
+    for (o, e) in observed.iter().zip(expected) {
+        if *e > 0.0 {
+            counts.push(*o);
+            weights.push(*e);
+        } else if *o > 0 {
+            return Some(0.0);
+        }
+    }
+    if counts.len() < 2 {
+        return None;
+    }
+    statistics::srm_p_value(&counts, &weights).ok()
 }
 
 /// Expected users per variant given each epoch's users and weights.
@@ -219,24 +237,19 @@ pub fn compute(
     let metrics = d.metrics();
     let observed: Vec<u64> = (0..d.variants.len()).map(|v| stats.n(v)).collect();
     let expected = expected_counts(experiment, stats);
-    let total_expected: f64 = expected.iter().sum();
-    let srm_weights: Vec<f64> = if total_expected > 0.0 {
-        expected.iter().map(|e| e / total_expected).collect()
+    let srm_p = if observed.iter().sum::<u64>() > 0 {
+        srm_p_value(&observed, &expected)
     } else {
-        d.weights.clone()
+        None
     };
     let mut results = Vec::new();
-    let mut srm_p = None;
     for (index, (role, m)) in metrics.iter().enumerate() {
         let variants = variant_summaries(experiment, stats, index);
         let analysis = if variants.iter().all(|v| v.n >= 2) {
-            Some(analyze_metric(m.kind, d.alpha, &srm_weights, &variants)?)
+            Some(analyze_metric(m.kind, d.alpha, &variants)?)
         } else {
             None
         };
-        if index == 0 {
-            srm_p = analysis.as_ref().and_then(|a| num(&a["srm_p_value"]));
-        }
         let comparisons = (1..variants.len())
             .map(|v| {
                 let c = analysis
@@ -376,6 +389,43 @@ fn apply_corrections(
                     .chance_to_win
                     .is_some_and(|w| w > 1.0 - alpha || w < alpha),
             };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn given_a_zero_weight_variant_when_checked_then_it_takes_no_part_unless_it_has_users() {
+        assert_eq!(srm_p_value(&[0, 500, 500], &[0.0, 500.0, 500.0]), Some(1.0));
+        assert_eq!(srm_p_value(&[3, 500, 500], &[0.0, 500.0, 500.0]), Some(0.0));
+        assert_eq!(srm_p_value(&[0, 10], &[0.0, 10.0]), None);
+    }
+
+    #[test]
+    fn given_a_weight_change_when_checked_then_the_mixture_is_expected() {
+        // 1,000 users at 50/50, then 1,000 at 20/80: 700 and 1,300 are expected, not 1,000
+        // and 1,000 (scipy.stats.chisquare([700, 1300], [700, 1300]).pvalue == 1).
+        let p = srm_p_value(&[700, 1300], &[700.0, 1300.0]).unwrap();
+        assert!((p - 1.0).abs() < 1e-12);
+        // scipy.stats.chisquare([1000, 1000], [700, 1300]).pvalue
+        let p = srm_p_value(&[1000, 1000], &[700.0, 1300.0]).unwrap();
+        assert!(p < 1e-30, "{p}");
+    }
+
+    #[test]
+    fn given_missing_p_values_when_adjusted_then_they_stay_missing_and_the_rest_are_holm() {
+        let adjusted = adjust(
+            Correction::Holm,
+            &[Some(0.01), None, Some(0.04), Some(0.03)],
+        );
+        // statsmodels multipletests([0.01, 0.04, 0.03], method="holm") -> [0.03, 0.06, 0.06]
+        assert_eq!(adjusted[1], None);
+        let got: Vec<f64> = adjusted.into_iter().flatten().collect();
+        for (g, want) in got.iter().zip([0.03, 0.06, 0.06]) {
+            assert!((g - want).abs() < 1e-12, "{got:?}");
         }
     }
 }
