@@ -27,7 +27,7 @@ use shared::experiments::assign::{decide, AssignmentView, Decision};
 use shared::experiments::fold::{
     fold_observations, Assignment, MetricFoldReport, MetricFoldSettings, MetricStore, Observation,
 };
-use shared::experiments::lifecycle::{self, LifecycleError};
+use shared::experiments::lifecycle::{self, AuditRecord, LifecycleError};
 use shared::experiments::model::{
     parse_json, CreateRequest, Experiment, MetricKind, Status, UpdateRequest,
 };
@@ -122,11 +122,24 @@ async fn load(state: &AppState, key: &str) -> Result<Experiment, ApiError> {
         .ok_or_else(|| ApiError::NotFound(format!("no experiment '{key}'")))
 }
 
-fn concurrent() -> ApiError {
-    ApiError::Conflict(
-        "the experiment changed while this request was applied; read it again and retry"
-            .to_string(),
-    )
+/// Saves a change made to `current` with its audit record, if nobody changed it meanwhile.
+async fn save(
+    state: &AppState,
+    current: &Experiment,
+    next: Experiment,
+    audit: &AuditRecord,
+) -> Result<Response, ApiError> {
+    match state
+        .store
+        .save_experiment(&next, current.version, Some(audit))
+        .await?
+    {
+        CommitOutcome::Committed => Ok(Json(next).into_response()),
+        CommitOutcome::Conflict => Err(ApiError::Conflict(
+            "the experiment changed while this request was applied; read it again and retry"
+                .to_string(),
+        )),
+    }
 }
 
 async fn create(
@@ -198,14 +211,7 @@ async fn update(
     let current = load(&state, &key).await?;
     let (next, audit) =
         lifecycle::update(&current, &req, &caller.sub, Utc::now()).map_err(lifecycle_error)?;
-    match state
-        .store
-        .save_experiment(&next, current.version, Some(&audit))
-        .await?
-    {
-        CommitOutcome::Committed => Ok(Json(next).into_response()),
-        CommitOutcome::Conflict => Err(concurrent()),
-    }
+    save(&state, &current, next, &audit).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,14 +240,7 @@ async fn change_status(
     let (next, audit) =
         lifecycle::transition(&current, to, req.winner.as_deref(), &caller.sub, Utc::now())
             .map_err(lifecycle_error)?;
-    match state
-        .store
-        .save_experiment(&next, current.version, Some(&audit))
-        .await?
-    {
-        CommitOutcome::Committed => Ok(Json(next).into_response()),
-        CommitOutcome::Conflict => Err(concurrent()),
-    }
+    save(&state, &current, next, &audit).await
 }
 
 async fn audit(

@@ -4,12 +4,12 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::items::{dedupe_live, item_size};
+use super::items::item_size;
 use super::{n, s, DynamoStore};
 use crate::error::StoreError;
 use crate::experiments::checks::CheckPoint;
@@ -507,68 +507,8 @@ impl MetricStore for DynamoStore {
         event_ids: &[String],
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, StoreError> {
-        let mut applied = HashSet::new();
-        let unique: Vec<&String> = event_ids
-            .iter()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let sk = xkeys::observed(experiment);
-        for chunk in unique.chunks(100) {
-            let keys: Vec<HashMap<String, AttributeValue>> = chunk
-                .iter()
-                .map(|id| {
-                    HashMap::from([
-                        ("pk".to_string(), s(super::keys::dedupe(id))),
-                        ("sk".to_string(), s(sk.clone())),
-                    ])
-                })
-                .collect();
-            let mut request = KeysAndAttributes::builder()
-                .set_keys(Some(keys))
-                .consistent_read(true)
-                .projection_expression("pk, expires_at")
-                .build()
-                .map_err(|e| StoreError::sdk("BatchGetItem", e))?;
-            let mut attempt = 0u32;
-            loop {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, request.clone())
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::sdk("BatchGetItem", e))?;
-                let found = out
-                    .responses
-                    .and_then(|mut r| r.remove(&self.table))
-                    .unwrap_or_default();
-                self.stats.read(1, found.iter().map(item_size).sum(), true);
-                for item in found {
-                    if dedupe_live(&item, now) {
-                        if let Some(id) = item
-                            .get("pk")
-                            .and_then(|v| v.as_s().ok())
-                            .and_then(|pk| pk.strip_prefix(super::keys::DEDUPE_PREFIX))
-                        {
-                            applied.insert(id.to_string());
-                        }
-                    }
-                }
-                match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {
-                    Some(rest) if !rest.keys.is_empty() => {
-                        attempt += 1;
-                        request = rest;
-                        tokio::time::sleep(std::time::Duration::from_millis(
-                            20 * u64::from(attempt.min(10)),
-                        ))
-                        .await;
-                    }
-                    _ => break,
-                }
-            }
-        }
-        Ok(applied)
+        self.live_dedupe_records(event_ids, &xkeys::observed(experiment), now)
+            .await
     }
 
     async fn commit_metrics(

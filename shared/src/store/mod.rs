@@ -161,15 +161,13 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl IngestStore for DynamoStore {
-    async fn load_profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError> {
-        self.get_profile(user_id).await
-    }
-
-    async fn applied_events(
+impl DynamoStore {
+    /// The subset of `event_ids` whose dedupe record `EVENT#<id>` / `sk` exists and has not
+    /// expired at `now` (strongly consistent BatchGetItem, unprocessed keys retried).
+    pub(crate) async fn live_dedupe_records(
         &self,
         event_ids: &[String],
+        sk: &str,
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, StoreError> {
         let mut applied = HashSet::new();
@@ -184,7 +182,7 @@ impl IngestStore for DynamoStore {
                 .map(|id| {
                     HashMap::from([
                         ("pk".to_string(), s(keys::dedupe(id))),
-                        ("sk".to_string(), s(keys::DEDUPE)),
+                        ("sk".to_string(), s(sk)),
                     ])
                 })
                 .collect();
@@ -233,6 +231,21 @@ impl IngestStore for DynamoStore {
             }
         }
         Ok(applied)
+    }
+}
+
+#[async_trait]
+impl IngestStore for DynamoStore {
+    async fn load_profile(&self, user_id: &str) -> Result<Option<Profile>, StoreError> {
+        self.get_profile(user_id).await
+    }
+
+    async fn applied_events(
+        &self,
+        event_ids: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<String>, StoreError> {
+        self.live_dedupe_records(event_ids, keys::DEDUPE, now).await
     }
 
     async fn commit_fold(

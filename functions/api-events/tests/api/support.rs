@@ -2,31 +2,25 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use api_events::{router, AppState};
-use axum::body::Body;
 use axum::Router;
-use http::{Request, Response};
-use p256::pkcs8::{EncodePrivateKey, LineEnding};
-use shared::auth::{mint_es256, Role, TokenRequest, Verifier};
+use shared::auth::Role;
 use shared::config::Config;
 use shared::queue::SqsProducer;
 use shared::store::DynamoStore;
-use tower::ServiceExt;
+
+#[path = "../../../../shared/tests/common/http_app.rs"]
+mod http_app;
+
+use http_app::{Signer, AUDIENCE, ISSUER};
 
 pub struct TestApp {
     pub router: Router,
-    key_pem: String,
+    signer: Signer,
 }
 
-const ISSUER: &str = "https://issuer.test";
-const AUDIENCE: &str = "tierup";
-
+/// The router with storage and queues pointing at a closed port.
 pub async fn app() -> TestApp {
-    let secret = p256::SecretKey::random(&mut rand::rngs::OsRng);
-    let key_pem = secret.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
-    let mut jwk: serde_json::Value =
-        serde_json::from_str(&secret.public_key().to_jwk_string()).unwrap();
-    jwk["kid"] = "k1".into();
-    let jwks = serde_json::json!({ "keys": [jwk] }).to_string();
+    let signer = Signer::new();
     let vars: HashMap<String, String> = [
         ("TABLE_NAME", "t"),
         ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
@@ -47,33 +41,20 @@ pub async fn app() -> TestApp {
         .load()
         .await;
     let state = AppState {
-        verifier: Verifier::from_jwks_json(&jwks, ISSUER, AUDIENCE, "role").unwrap(),
+        verifier: signer.verifier(),
         store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), "t"),
         producer: SqsProducer::new(aws_sdk_sqs::Client::new(&aws)),
         config,
     };
     TestApp {
         router: router(Arc::new(state)),
-        key_pem,
+        signer,
     }
 }
 
 impl TestApp {
     pub fn token(&self, role: Role, sub: &str) -> String {
-        mint_es256(
-            self.key_pem.as_bytes(),
-            "k1",
-            &TokenRequest {
-                issuer: ISSUER,
-                audience: AUDIENCE,
-                role_claim: "role",
-                sub,
-                role,
-                ttl_seconds: 300,
-                now_epoch: chrono::Utc::now().timestamp(),
-            },
-        )
-        .unwrap()
+        self.signer.token(role, sub)
     }
 
     pub async fn call(
@@ -83,27 +64,6 @@ impl TestApp {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> (u16, String, serde_json::Value) {
-        let mut req = Request::builder().method(method).uri(path);
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let response: Response<Body> = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        (status, content_type, json)
+        http_app::call(&self.router, method, path, token, body).await
     }
 }
