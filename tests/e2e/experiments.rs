@@ -60,7 +60,7 @@ async fn an_experiment_runs_from_draft_to_a_scheduled_conclusion() {
         "test_type": "prompt_design",
         "variants": [{"key": "control"}, {"key": "bold", "config": {"style": "bold"}}],
         "primary_metric": {"name": "upgraded", "kind": "proportion", "event": "subscription_started"},
-        "min_sample_per_variant": 1000,
+        "min_sample_per_variant": 500,
         "auto_stop": true
     });
 
@@ -156,7 +156,7 @@ async fn an_experiment_runs_from_draft_to_a_scheduled_conclusion() {
                 .iter()
                 .filter_map(|v| v["sum"].as_f64())
                 .sum();
-            (sum as usize == converting.len()).then_some(r)
+            (sum as usize == converting_later).then_some(r)
         },
     )
     .await;

@@ -471,6 +471,7 @@ async fn assign_user(
     let now = Utc::now();
     match decide(experiment, user_id, attributes, existing.as_ref(), now) {
         Decision::Sticky(a) => Ok(AssignmentView::assigned(experiment, &a, true)),
+        Decision::Forced(a) => Ok(AssignmentView::assigned(experiment, &a, false)),
         Decision::NotInExperiment(reason) => {
             Ok(AssignmentView::not_in(experiment.key(), user_id, reason))
         }

@@ -34,13 +34,18 @@ struct LineError {
 
 fn parse<T: DeserializeOwned>(line: &str) -> Result<T, LineError> {
     let mut de = serde_json::Deserializer::from_str(line);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         LineError {
             message: e.inner().to_string(),
             field: (path != ".").then_some(path),
         }
-    })
+    })?;
+    de.end().map_err(|e| LineError {
+        message: e.to_string(),
+        field: None,
+    })?;
+    Ok(value)
 }
 
 fn run_line<I, O, E>(

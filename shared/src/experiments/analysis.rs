@@ -80,7 +80,7 @@ pub struct Srm {
     pub p_value: Option<f64>,
     pub flagged: bool,
     pub observed: Vec<u64>,
-    /// Expected users per variant: each weights epoch's users split by that epoch's weights.
+    /// Expected users per variant of the current epoch under its weights.
     pub expected: Vec<f64>,
 }
 
@@ -95,11 +95,28 @@ pub struct SampleProgress {
     pub estimated_days_to_min: Option<f64>,
 }
 
+/// Users per variant of one weights epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochSummary {
+    pub epoch: u32,
+    pub weights: Vec<f64>,
+    pub n: Vec<u64>,
+}
+
+/// The results of the current phase (bucket version), computed on the users assigned in its
+/// current weights epoch: users assigned under different splits have been exposed for
+/// different lengths of time, and pooling them would bias the comparison. Earlier epochs'
+/// users keep their variants and their statistics stay stored (see `epochs`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Results {
     pub experiment: String,
     pub status: super::model::Status,
     pub bucket_version: u32,
+    /// The weights epoch the comparisons use.
+    pub epoch: u32,
+    pub epochs: Vec<EpochSummary>,
+    /// Variants taking part in the comparisons (control, and treatments with weight or users).
+    pub active_variants: Vec<String>,
     pub computed_at: DateTime<Utc>,
     pub engine: Engine,
     pub correction: Correction,
@@ -175,23 +192,25 @@ pub fn srm_p_value(observed: &[u64], expected: &[f64]) -> Option<f64> {
     statistics::srm_p_value(&counts, &weights).ok()
 }
 
-/// Expected users per variant given each epoch's users and weights.
-pub fn expected_counts(experiment: &Experiment, stats: &PhaseStats) -> Vec<f64> {
-    let k = experiment.definition.variants.len();
-    let mut expected = vec![0.0; k];
-    for epoch in &experiment.weights_epochs {
-        let total = stats.epoch_total(epoch.epoch) as f64;
-        let sum: f64 = epoch.weights.iter().sum();
-        for (v, w) in epoch.weights.iter().enumerate().take(k) {
-            expected[v] += total * w / sum;
-        }
-    }
-    expected
+/// Expected users per variant of an epoch with `total` users under `weights`.
+pub fn expected_counts(weights: &[f64], total: u64) -> Vec<f64> {
+    let sum: f64 = weights.iter().sum();
+    weights
+        .iter()
+        .map(|w| {
+            if sum > 0.0 {
+                total as f64 * w / sum
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 fn variant_summaries(
     experiment: &Experiment,
     stats: &PhaseStats,
+    epoch: u32,
     metric: usize,
 ) -> Vec<VariantSummary> {
     experiment
@@ -200,9 +219,9 @@ fn variant_summaries(
         .iter()
         .enumerate()
         .map(|(v, variant)| {
-            let n = stats.n(v);
-            let sum = stats.sums.get(&(metric, v)).copied().unwrap_or(0.0);
-            let sum_squares = stats.sum_squares.get(&(metric, v)).copied().unwrap_or(0.0);
+            let n = stats.n(epoch, v);
+            let sum = stats.sum(epoch, metric, v);
+            let sum_squares = stats.sum_squares(epoch, metric, v);
             VariantSummary {
                 key: variant.key.clone(),
                 n,
@@ -235,26 +254,40 @@ pub fn compute(
 ) -> Result<Results, AnalysisError> {
     let d = &experiment.definition;
     let metrics = d.metrics();
-    let observed: Vec<u64> = (0..d.variants.len()).map(|v| stats.n(v)).collect();
-    let expected = expected_counts(experiment, stats);
+    let epoch = experiment.current_epoch();
+    let weights = experiment
+        .weights_epochs
+        .last()
+        .map(|e| e.weights.clone())
+        .unwrap_or_else(|| d.weights.clone());
+    let observed: Vec<u64> = (0..d.variants.len()).map(|v| stats.n(epoch, v)).collect();
+    let expected = expected_counts(&weights, observed.iter().sum());
     let srm_p = if observed.iter().sum::<u64>() > 0 {
         srm_p_value(&observed, &expected)
     } else {
         None
     };
+    // A treatment switched off (weight 0, nobody assigned) takes no part in the comparisons.
+    let active: Vec<usize> = (0..d.variants.len())
+        .filter(|&v| v == 0 || weights.get(v).is_some_and(|w| *w > 0.0) || observed[v] > 0)
+        .collect();
     let mut results = Vec::new();
     for (index, (role, m)) in metrics.iter().enumerate() {
-        let variants = variant_summaries(experiment, stats, index);
-        let analysis = if variants.iter().all(|v| v.n >= 2) {
-            Some(analyze_metric(m.kind, d.alpha, &variants)?)
+        let variants = variant_summaries(experiment, stats, epoch, index);
+        let analysed: Vec<VariantSummary> = active.iter().map(|&v| variants[v].clone()).collect();
+        let analysis = if analysed.len() >= 2 && analysed.iter().all(|v| v.n >= 2) {
+            Some(analyze_metric(m.kind, d.alpha, &analysed)?)
         } else {
             None
         };
-        let comparisons = (1..variants.len())
-            .map(|v| {
+        let comparisons = active
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(position, &v)| {
                 let c = analysis
                     .as_ref()
-                    .map(|a| a["comparisons"][v - 1].clone())
+                    .map(|a| a["comparisons"][position - 1].clone())
                     .unwrap_or(Value::Null);
                 let est = |x: &Value| Estimate {
                     estimate: num(&x["estimate"]),
@@ -315,7 +348,7 @@ pub fn compute(
         });
     }
     apply_corrections(d.correction, d.engine, d.alpha, &mut results);
-    let smallest = observed.iter().copied().min().unwrap_or(0);
+    let smallest = active.iter().map(|&v| observed[v]).min().unwrap_or(0);
     let started = experiment.phase_started_at.unwrap_or(now);
     let days_running = ((now - started).num_seconds().max(0) as f64) / 86_400.0;
     let min = d.min_sample_per_variant;
@@ -330,6 +363,17 @@ pub fn compute(
         experiment: d.key.clone(),
         status: experiment.status,
         bucket_version: experiment.bucket_version,
+        epoch,
+        epochs: experiment
+            .weights_epochs
+            .iter()
+            .map(|e| EpochSummary {
+                epoch: e.epoch,
+                weights: e.weights.clone(),
+                n: (0..d.variants.len()).map(|v| stats.n(e.epoch, v)).collect(),
+            })
+            .collect(),
+        active_variants: active.iter().map(|&v| d.variants[v].key.clone()).collect(),
         computed_at: now,
         engine: d.engine,
         correction: d.correction,
@@ -405,13 +449,12 @@ mod tests {
     }
 
     #[test]
-    fn given_a_weight_change_when_checked_then_the_mixture_is_expected() {
-        // 1,000 users at 50/50, then 1,000 at 20/80: 700 and 1,300 are expected, not 1,000
-        // and 1,000 (scipy.stats.chisquare([700, 1300], [700, 1300]).pvalue == 1).
-        let p = srm_p_value(&[700, 1300], &[700.0, 1300.0]).unwrap();
+    fn given_weights_when_checked_then_the_split_is_expected() {
+        assert_eq!(expected_counts(&[0.2, 0.8], 1000), vec![200.0, 800.0]);
+        let p = srm_p_value(&[200, 800], &[200.0, 800.0]).unwrap();
         assert!((p - 1.0).abs() < 1e-12);
-        // scipy.stats.chisquare([1000, 1000], [700, 1300]).pvalue
-        let p = srm_p_value(&[1000, 1000], &[700.0, 1300.0]).unwrap();
+        // scipy.stats.chisquare([500, 500], [200, 800]).pvalue underflows to 0
+        let p = srm_p_value(&[500, 500], &[200.0, 800.0]).unwrap();
         assert!(p < 1e-30, "{p}");
     }
 

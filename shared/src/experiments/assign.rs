@@ -31,6 +31,9 @@ pub enum Decision {
     Sticky(Assignment),
     /// A first assignment, to be stored with a conditional write.
     New(Assignment),
+    /// A QA override: answered, never stored or counted, and it wins over a stored
+    /// assignment (as forced variations come before sticky bucketing in GrowthBook).
+    Forced(Assignment),
     NotInExperiment(NotInReason),
 }
 
@@ -52,16 +55,16 @@ pub fn decide(
     if experiment.status != Status::Running {
         return Decision::NotInExperiment(NotInReason::ExperimentNotRunning);
     }
-    if let Some(a) = existing {
-        if a.bucket_version == experiment.bucket_version {
-            return Decision::Sticky(a.clone());
-        }
-    }
     let d = &experiment.definition;
     let forced = d
         .forced_variants
         .get(user_id)
         .and_then(|k| d.variant_index(k));
+    if let Some(a) = existing {
+        if a.bucket_version == experiment.bucket_version && forced.is_none() {
+            return Decision::Sticky(a.clone());
+        }
+    }
     let attrs = attributes_for(user_id, attributes);
     let spec = growthbook::ExperimentSpec {
         key: d.key.clone(),
@@ -89,19 +92,26 @@ pub fn decide(
             hash_value,
             forced,
             ..
-        } => Decision::New(Assignment {
-            experiment: d.key.clone(),
-            user_id: user_id.to_string(),
-            variant: variation,
-            variant_key: d.variants[variation].key.clone(),
-            bucket_version: experiment.bucket_version,
-            epoch: experiment.current_epoch(),
-            assigned_at: now,
-            forced,
-            hash_value: (!forced).then_some(hash_value),
-            totals: Default::default(),
-            version: 1,
-        }),
+        } => {
+            let a = Assignment {
+                experiment: d.key.clone(),
+                user_id: user_id.to_string(),
+                variant: variation,
+                variant_key: d.variants[variation].key.clone(),
+                bucket_version: experiment.bucket_version,
+                epoch: experiment.current_epoch(),
+                assigned_at: now,
+                forced,
+                hash_value: (!forced).then_some(hash_value),
+                totals: Default::default(),
+                version: 1,
+            };
+            if forced {
+                Decision::Forced(a)
+            } else {
+                Decision::New(a)
+            }
+        }
         growthbook::Assignment::NotInExperiment { reason } => {
             use growthbook::NotInExperimentReason as R;
             Decision::NotInExperiment(match reason {
@@ -169,5 +179,70 @@ impl AssignmentView {
             hash_value: None,
             reason: Some(reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiments::lifecycle;
+    use crate::experiments::model::{parse_json, CreateRequest};
+
+    fn running(extra: &str) -> Experiment {
+        let body = format!(
+            r#"{{"key": "qa", "name": "QA", "test_type": "custom",
+                "variants": [{{"key": "a"}}, {{"key": "b"}}],
+                "primary_metric": {{"name": "m", "kind": "proportion"}}{extra}}}"#
+        );
+        let req: CreateRequest = parse_json(body.as_bytes()).unwrap();
+        let now = Utc::now();
+        let (draft, _) = lifecycle::create(req.into_definition().unwrap(), "a", now);
+        lifecycle::transition(&draft, Status::Running, None, "a", now)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn given_a_forced_user_with_a_stored_assignment_when_assigned_then_the_override_wins() {
+        let e = running(r#", "forced_variants": {"tester": "b"}"#);
+        let stored = Assignment {
+            experiment: "qa".into(),
+            user_id: "tester".into(),
+            variant: 0,
+            variant_key: "a".into(),
+            bucket_version: 1,
+            epoch: 0,
+            assigned_at: Utc::now(),
+            forced: false,
+            hash_value: Some(0.1),
+            totals: Default::default(),
+            version: 1,
+        };
+        match decide(&e, "tester", &Map::new(), Some(&stored), Utc::now()) {
+            Decision::Forced(a) => assert_eq!((a.variant, a.forced), (1, true)),
+            other => panic!("{other:?}"),
+        }
+        // Without the override the stored assignment is sticky.
+        let plain = running("");
+        assert!(matches!(
+            decide(&plain, "tester", &Map::new(), Some(&stored), Utc::now()),
+            Decision::Sticky(_)
+        ));
+    }
+
+    #[test]
+    fn given_a_user_outside_the_condition_when_assigned_then_the_reason_is_named() {
+        let e = running(r#", "condition": {"country": "DE"}"#);
+        let mut attrs = Map::new();
+        attrs.insert("country".into(), Value::String("FR".into()));
+        assert_eq!(
+            decide(&e, "u1", &attrs, None, Utc::now()),
+            Decision::NotInExperiment(NotInReason::Condition)
+        );
+        attrs.insert("country".into(), Value::String("DE".into()));
+        assert!(matches!(
+            decide(&e, "u1", &attrs, None, Utc::now()),
+            Decision::New(_)
+        ));
     }
 }

@@ -75,7 +75,8 @@ pub fn stopping_rule(experiment: &Experiment, results: &Results) -> Verdict {
     let mut reasons = Vec::new();
     let n = &results.srm.observed;
     for (v, count) in n.iter().enumerate() {
-        if *count < d.min_sample_per_variant {
+        let active = results.active_variants.contains(&d.variants[v].key);
+        if active && *count < d.min_sample_per_variant {
             reasons.push(format!(
                 "variant {} has {} of the {} users required",
                 d.variants[v].key, count, d.min_sample_per_variant
@@ -157,7 +158,12 @@ pub fn stopping_rule(experiment: &Experiment, results: &Results) -> Verdict {
         };
     }
     if let Some(max) = d.max_sample_per_variant {
-        if n.iter().all(|c| *c >= max) {
+        let active_n = d
+            .variants
+            .iter()
+            .zip(n)
+            .filter(|(v, _)| results.active_variants.contains(&v.key));
+        if active_n.map(|(_, c)| *c).all(|c| c >= max) {
             return Verdict::Conclude {
                 result: OutcomeResult::NoDifference,
                 winner: None,

@@ -7,10 +7,11 @@
 //! by `2av + v²`; the running totals live on the user's assignment item.
 //!
 //! For each (user, experiment) the fold reads the assignment (strongly consistent) and the
-//! dedupe records of the observations' event ids, then commits in one transaction: a dedupe
-//! record per event (`EVENT#<id>` / `XP#<experiment>`; condition absent or expired), the
-//! assignment with its new totals (condition: the version read) and an `ADD` of the
-//! increments on the user's write shard of the phase's statistics. A redelivery changes
+//! dedupe records of the observations, then commits in one transaction: a dedupe record per
+//! (event, metric) (`EVENT#<id>` / `XP#<experiment>#<metric>`; condition absent or expired),
+//! the assignment with its new totals (condition: the version and bucket version read) and an
+//! `ADD` of the increments on the user's write shard of the phase's statistics, kept per
+//! weights epoch. A redelivery changes
 //! nothing; a racing writer makes the loser re-read and retry.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -33,7 +34,7 @@ pub fn counts_from(a: &Assignment) -> DateTime<Utc> {
     a.assigned_at - Duration::seconds(CLOCK_SKEW_SECONDS)
 }
 
-/// Observations per transaction (one dedupe item each, plus the assignment and one shard).
+/// Observations per transaction (one dedupe item each, keyed by event and metric) (one dedupe item each, plus the assignment and one shard).
 pub const OBSERVATIONS_PER_COMMIT: usize = 96;
 const MAX_ATTEMPTS: u32 = 8;
 
@@ -68,8 +69,17 @@ pub struct Observation {
     pub value: f64,
 }
 
-/// The value an event contributes to a metric it feeds, if it feeds it.
+/// The largest metric value folded (in magnitude), as `POST /v1/experiments/{key}/results`
+/// accepts: Σx² of such values stays far inside DynamoDB's number range.
+pub const MAX_VALUE: f64 = 1e12;
+
+/// The value an event contributes to a metric it feeds, if it feeds it (values beyond
+/// [`MAX_VALUE`] are left out rather than poisoning the statistics).
 pub fn event_value(metric: &MetricDef, event: &Event) -> Option<f64> {
+    event_value_raw(metric, event).filter(|v| v.is_finite() && v.abs() <= MAX_VALUE)
+}
+
+fn event_value_raw(metric: &MetricDef, event: &Event) -> Option<f64> {
     if metric.event != event.type_name() {
         return None;
     }
@@ -119,19 +129,21 @@ pub fn observations(experiment: &Experiment, events: &[Event]) -> Vec<Observatio
     out
 }
 
-/// Attribute names of a phase's statistics item.
+/// Attribute names of a phase's statistics item. Everything is kept per weights epoch: users
+/// assigned under different splits have been exposed for different lengths of time, so pooling
+/// them would bias the comparison (results use the current epoch).
 pub mod attrs {
     /// Users assigned to variant `v` in weights epoch `e`.
     pub fn exposures(epoch: u32, variant: usize) -> String {
         format!("n_{epoch}_{variant}")
     }
-    /// Σx of metric `m` (its index in the definition) in variant `v`.
-    pub fn sum(metric: usize, variant: usize) -> String {
-        format!("s_{metric}_{variant}")
+    /// Σx of metric `m` (its index in the definition) over epoch `e`'s users of variant `v`.
+    pub fn sum(epoch: u32, metric: usize, variant: usize) -> String {
+        format!("s_{epoch}_{metric}_{variant}")
     }
-    /// Σx² of metric `m` in variant `v`.
-    pub fn sum_squares(metric: usize, variant: usize) -> String {
-        format!("q_{metric}_{variant}")
+    /// Σx² of metric `m` over epoch `e`'s users of variant `v`.
+    pub fn sum_squares(epoch: u32, metric: usize, variant: usize) -> String {
+        format!("q_{epoch}_{metric}_{variant}")
     }
 }
 
@@ -168,10 +180,10 @@ pub fn fold_user(experiment: &Experiment, current: &Assignment, obs: &[&Observat
         }
         next.totals.insert(o.metric.clone(), after);
         *increments
-            .entry(attrs::sum(index, current.variant))
+            .entry(attrs::sum(current.epoch, index, current.variant))
             .or_default() += after - before;
         *increments
-            .entry(attrs::sum_squares(index, current.variant))
+            .entry(attrs::sum_squares(current.epoch, index, current.variant))
             .or_default() += after * after - before * before;
     }
     next.version = current.version + 1;
@@ -181,39 +193,44 @@ pub fn fold_user(experiment: &Experiment, current: &Assignment, obs: &[&Observat
     }
 }
 
-/// Summed statistics of one phase (bucket version) of an experiment.
+/// Summed statistics of one phase (bucket version) of an experiment, per weights epoch.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PhaseStats {
     /// (epoch, variant) -> users assigned.
     pub exposures: BTreeMap<(u32, usize), u64>,
-    /// (metric index, variant) -> Σx.
-    pub sums: BTreeMap<(usize, usize), f64>,
-    /// (metric index, variant) -> Σx².
-    pub sum_squares: BTreeMap<(usize, usize), f64>,
+    /// (epoch, metric index, variant) -> Σx.
+    pub sums: BTreeMap<(u32, usize, usize), f64>,
+    /// (epoch, metric index, variant) -> Σx².
+    pub sum_squares: BTreeMap<(u32, usize, usize), f64>,
 }
 
 impl PhaseStats {
-    /// Adds one stored attribute (`n_e_v`, `s_m_v`, `q_m_v`); others are ignored.
+    /// Adds one stored attribute (`n_e_v`, `s_e_m_v`, `q_e_m_v`); others are ignored.
     pub fn add_attribute(&mut self, name: &str, value: f64) {
-        let mut parts = name.split('_');
-        let (Some(kind), Some(a), Some(b), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let parts: Vec<&str> = name.split('_').collect();
+        let nums: Option<Vec<usize>> = parts.iter().skip(1).map(|p| p.parse().ok()).collect();
+        let Some(nums) = nums else {
             return;
         };
-        let (Ok(a), Ok(b)) = (a.parse::<usize>(), b.parse::<usize>()) else {
-            return;
-        };
-        match kind {
-            "n" => *self.exposures.entry((a as u32, b)).or_default() += value.max(0.0) as u64,
-            "s" => *self.sums.entry((a, b)).or_default() += value,
-            "q" => *self.sum_squares.entry((a, b)).or_default() += value,
+        match (parts.first().copied(), nums.as_slice()) {
+            (Some("n"), [e, v]) => {
+                *self.exposures.entry((*e as u32, *v)).or_default() += value.max(0.0) as u64
+            }
+            (Some("s"), [e, m, v]) => *self.sums.entry((*e as u32, *m, *v)).or_default() += value,
+            (Some("q"), [e, m, v]) => {
+                *self.sum_squares.entry((*e as u32, *m, *v)).or_default() += value
+            }
             _ => {}
         }
     }
 
-    /// Users assigned to a variant over all epochs.
-    pub fn n(&self, variant: usize) -> u64 {
+    /// Users assigned to a variant in one epoch.
+    pub fn n(&self, epoch: u32, variant: usize) -> u64 {
+        self.exposures.get(&(epoch, variant)).copied().unwrap_or(0)
+    }
+
+    /// Users assigned to a variant over all epochs of the phase.
+    pub fn n_all(&self, variant: usize) -> u64 {
         self.exposures
             .iter()
             .filter(|((_, v), _)| *v == variant)
@@ -221,13 +238,18 @@ impl PhaseStats {
             .sum()
     }
 
-    /// Users assigned in one epoch, all variants.
-    pub fn epoch_total(&self, epoch: u32) -> u64 {
-        self.exposures
-            .iter()
-            .filter(|((e, _), _)| *e == epoch)
-            .map(|(_, n)| *n)
-            .sum()
+    pub fn sum(&self, epoch: u32, metric: usize, variant: usize) -> f64 {
+        self.sums
+            .get(&(epoch, metric, variant))
+            .copied()
+            .unwrap_or(0.0)
+    }
+
+    pub fn sum_squares(&self, epoch: u32, metric: usize, variant: usize) -> f64 {
+        self.sum_squares
+            .get(&(epoch, metric, variant))
+            .copied()
+            .unwrap_or(0.0)
     }
 }
 
@@ -237,7 +259,8 @@ pub struct MetricCommit {
     pub experiment: String,
     pub assignment: Assignment,
     pub expected_version: u64,
-    pub event_ids: Vec<String>,
+    /// (event id, metric) of each observation folded: one dedupe record each.
+    pub observed: Vec<(String, String)>,
     pub dedupe_expires_at: i64,
     pub shard: u32,
     pub increments: BTreeMap<String, f64>,
@@ -253,13 +276,13 @@ pub trait MetricStore: Send + Sync {
         experiment: &str,
         user_id: &str,
     ) -> Result<Option<Assignment>, StoreError>;
-    /// The subset of `event_ids` already folded into `experiment`.
+    /// The subset of `(event id, metric)` pairs already folded into `experiment`.
     async fn applied_observations(
         &self,
         experiment: &str,
-        event_ids: &[String],
+        observed: &[(String, String)],
         now: DateTime<Utc>,
-    ) -> Result<HashSet<String>, StoreError>;
+    ) -> Result<HashSet<(String, String)>, StoreError>;
     async fn commit_metrics(
         &self,
         commit: &MetricCommit,
@@ -328,14 +351,18 @@ pub async fn fold_observations(
             report.not_assigned = obs.len();
             return Ok(report);
         }
-        let ids: Vec<String> = obs.iter().map(|o| o.event_id.clone()).collect();
-        let applied = store.applied_observations(key, &ids, now).await?;
+        let pairs: Vec<(String, String)> = obs
+            .iter()
+            .map(|o| (o.event_id.clone(), o.metric.clone()))
+            .collect();
+        let applied = store.applied_observations(key, &pairs, now).await?;
         let mut seen: HashSet<(&str, &str)> = HashSet::new();
         let mut fresh: Vec<&Observation> = Vec::new();
         let mut duplicates = 0;
         let mut early = 0;
         for o in obs {
-            if applied.contains(&o.event_id) || !seen.insert((&o.event_id, &o.metric)) {
+            let pair = (o.event_id.clone(), o.metric.clone());
+            if applied.contains(&pair) || !seen.insert((&o.event_id, &o.metric)) {
                 duplicates += 1;
             } else if o.timestamp < counts_from(&current) {
                 early += 1;
@@ -350,16 +377,17 @@ pub async fn fold_observations(
         };
         let mut assignment = current;
         let mut conflicted = false;
-        for chunk in chunk_by_event(&fresh, OBSERVATIONS_PER_COMMIT) {
-            let fold = fold_user(experiment, &assignment, &chunk);
-            let mut event_ids: Vec<String> = chunk.iter().map(|o| o.event_id.clone()).collect();
-            event_ids.sort();
-            event_ids.dedup();
+        for chunk in fresh.chunks(OBSERVATIONS_PER_COMMIT) {
+            let fold = fold_user(experiment, &assignment, chunk);
+            let observed: Vec<(String, String)> = chunk
+                .iter()
+                .map(|o| (o.event_id.clone(), o.metric.clone()))
+                .collect();
             let commit = MetricCommit {
                 experiment: key.to_string(),
                 expected_version: assignment.version,
                 assignment: fold.assignment.clone(),
-                event_ids,
+                observed,
                 dedupe_expires_at: (now + Duration::days(i64::from(settings.dedupe_ttl_days)))
                     .timestamp(),
                 shard: shard_of(user_id, settings.shards),
@@ -392,36 +420,6 @@ pub async fn fold_observations(
         experiment: key.to_string(),
         user_id: user_id.to_string(),
     })
-}
-
-/// Chunks observations so all observations of one event stay in the same chunk.
-fn chunk_by_event<'a>(obs: &[&'a Observation], max: usize) -> Vec<Vec<&'a Observation>> {
-    let mut by_event: Vec<(&str, Vec<&'a Observation>)> = Vec::new();
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for o in obs {
-        match index.get(o.event_id.as_str()) {
-            Some(&i) => by_event[i].1.push(o),
-            None => {
-                index.insert(o.event_id.as_str(), by_event.len());
-                by_event.push((o.event_id.as_str(), vec![o]));
-            }
-        }
-    }
-    let mut chunks: Vec<Vec<&'a Observation>> = Vec::new();
-    let mut current: Vec<&'a Observation> = Vec::new();
-    let mut events_in_current = 0;
-    for (_, group) in by_event {
-        if events_in_current == max {
-            chunks.push(std::mem::take(&mut current));
-            events_in_current = 0;
-        }
-        current.extend(group);
-        events_in_current += 1;
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks
 }
 
 /// Folds a batch of ingested events into every experiment their users are assigned to.
@@ -519,8 +517,8 @@ mod tests {
     fn given_repeat_conversions_when_folded_then_a_proportion_counts_the_user_once() {
         let (o1, o2) = (obs("e1", "paid", 1.0, 6), obs("e2", "paid", 1.0, 7));
         let f = fold_user(&experiment(), &assignment(1), &[&o1, &o2]);
-        assert_eq!(f.increments.get("s_0_1"), Some(&1.0));
-        assert_eq!(f.increments.get("q_0_1"), Some(&1.0));
+        assert_eq!(f.increments.get("s_0_0_1"), Some(&1.0));
+        assert_eq!(f.increments.get("q_0_0_1"), Some(&1.0));
         assert_eq!(f.assignment.totals.get("paid"), Some(&1.0));
         assert_eq!(f.assignment.version, 2);
         // A later fold with another conversion adds nothing.
@@ -537,8 +535,8 @@ mod tests {
         );
         let first = fold_user(&experiment(), &assignment(0), &[&a]);
         let second = fold_user(&experiment(), &first.assignment, &[&b]);
-        let s = first.increments["s_1_0"] + second.increments["s_1_0"];
-        let q = first.increments["q_1_0"] + second.increments["q_1_0"];
+        let s = first.increments["s_0_1_0"] + second.increments["s_0_1_0"];
+        let q = first.increments["q_0_1_0"] + second.increments["q_0_1_0"];
         assert_eq!(s, 500.0);
         assert_eq!(q, 500.0 * 500.0);
     }
@@ -570,22 +568,14 @@ mod tests {
         let mut p = PhaseStats::default();
         p.add_attribute(&attrs::exposures(0, 1), 10.0);
         p.add_attribute(&attrs::exposures(1, 1), 5.0);
-        p.add_attribute(&attrs::sum(2, 1), 3.5);
+        p.add_attribute(&attrs::sum(1, 2, 1), 3.5);
+        p.add_attribute(&attrs::sum_squares(1, 2, 1), 7.0);
         p.add_attribute("pk", 1.0);
-        assert_eq!(p.n(1), 15);
-        assert_eq!(p.epoch_total(1), 5);
-        assert_eq!(p.sums[&(2, 1)], 3.5);
-    }
-
-    #[test]
-    fn chunks_keep_an_event_together() {
-        let (a, b, c) = (
-            obs("e1", "paid", 1.0, 6),
-            obs("e1", "revenue", 1.0, 6),
-            obs("e2", "paid", 1.0, 6),
-        );
-        let chunks = chunk_by_event(&[&a, &b, &c], 1);
-        assert_eq!(chunks.len(), 2);
-        assert_eq!(chunks[0].len(), 2);
+        p.add_attribute("n_x_1", 1.0);
+        assert_eq!(p.n_all(1), 15);
+        assert_eq!(p.n(1, 1), 5);
+        assert_eq!(p.sum(1, 2, 1), 3.5);
+        assert_eq!(p.sum_squares(1, 2, 1), 7.0);
+        assert_eq!(p.sum(0, 2, 1), 0.0);
     }
 }

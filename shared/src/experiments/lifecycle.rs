@@ -302,7 +302,12 @@ pub fn update(
     }
     let weights_changed = next.definition.weights != current.definition.weights;
     if req.bump_bucket_version {
+        // A new phase: everyone is re-bucketed, results start over, and an outcome of the
+        // previous phase (kept in this change's audit record) no longer applies.
         next.bucket_version += 1;
+        next.outcome = None;
+        next.notice_pending = false;
+        next.last_check_at = None;
         next.weights_epochs = vec![WeightsEpoch {
             epoch: 0,
             weights: next.definition.weights.clone(),
@@ -412,6 +417,34 @@ mod tests {
         let (b, _) = update(&u, &bump, "a", now()).unwrap();
         assert_eq!(b.bucket_version, 2);
         assert_eq!(b.weights_epochs.len(), 1);
+    }
+
+    #[test]
+    fn given_a_recorded_outcome_when_the_bucket_version_is_bumped_then_a_new_phase_starts_clean() {
+        let (r, _) = transition(&draft(), Status::Running, None, "a", now()).unwrap();
+        let mut decided = r.clone();
+        decided.outcome = Some(Outcome {
+            result: OutcomeResult::Winner,
+            winner: Some("b".into()),
+            decided_at: now(),
+            decided_by: "scheduled_check".into(),
+            evidence: Value::Null,
+        });
+        decided.last_check_at = Some(now());
+        let bump: UpdateRequest = parse_json(br#"{"bump_bucket_version": true}"#).unwrap();
+        let (b, audit) = update(&decided, &bump, "a", now()).unwrap();
+        assert_eq!((b.outcome.is_none(), b.last_check_at), (true, None));
+        assert!(audit.changes.iter().any(|c| c.field == "outcome"));
+        assert!(b.check_due(now()));
+    }
+
+    #[test]
+    fn checks_are_due_by_whole_minutes() {
+        let (mut r, _) = transition(&draft(), Status::Running, None, "a", now()).unwrap();
+        r.last_check_at = Some(now());
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert!(!r.check_due(at("2026-11-24T10:59:59Z")));
+        assert!(r.check_due(at("2026-11-24T11:00:17Z")));
     }
 
     #[test]

@@ -291,8 +291,13 @@ impl Experiment {
         self.weights_epochs.last().map(|e| e.epoch).unwrap_or(0)
     }
 
-    /// Due for a scheduled significance check at `now`.
+    /// Due for a scheduled significance check at `now` (compared by whole minutes, as
+    /// checks record the minute of their slot).
     pub fn check_due(&self, now: DateTime<Utc>) -> bool {
+        use chrono::DurationRound;
+        let now = now
+            .duration_trunc(chrono::TimeDelta::minutes(1))
+            .unwrap_or(now);
         self.status == Status::Running
             && match self.last_check_at {
                 None => true,
@@ -451,6 +456,13 @@ fn check_text(p: &mut Problems, field: &str, value: &str, max: usize, required: 
 }
 
 fn build_variants(p: &mut Problems, field: &str, input: &[VariantInput]) -> Vec<Variant> {
+    let config_bytes: usize = input.iter().map(|v| v.config.to_string().len()).sum();
+    if config_bytes > 64 * 1024 {
+        p.add(
+            field,
+            "the variants' configs must total at most 64 KB of JSON",
+        );
+    }
     if input.len() < 2 || input.len() > MAX_VARIANTS {
         p.add(
             field,
@@ -532,7 +544,17 @@ fn check_namespace(p: &mut Problems, field: &str, ns: &NamespaceRange) {
     }
 }
 
+/// Largest targeting condition, as JSON.
+pub const MAX_CONDITION_BYTES: usize = 16 * 1024;
+
 fn check_condition(p: &mut Problems, field: &str, condition: &Value) {
+    if condition.to_string().len() > MAX_CONDITION_BYTES {
+        p.add(
+            field,
+            format!("must be at most {MAX_CONDITION_BYTES} bytes of JSON"),
+        );
+        return;
+    }
     if let Err(e) = super::growthbook::validate_condition(condition) {
         let path = e.path();
         let at = if path.is_empty() {

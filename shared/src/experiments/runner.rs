@@ -85,7 +85,8 @@ pub async fn run_check(
             )
             .await?;
         let mut next = experiment.clone();
-        next.last_check_at = Some(now.max(slot));
+        // The slot, not the wall clock: the next sweep minute `interval` later is due.
+        next.last_check_at = Some(slot);
         next.version += 1;
         let mut audit = None;
         if let Verdict::Conclude {

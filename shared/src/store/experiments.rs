@@ -44,9 +44,10 @@ pub mod xkeys {
     pub fn phase(experiment: &str, bucket_version: u32) -> String {
         format!("XS#{experiment}#{bucket_version}")
     }
-    /// Dedupe sort key of an event folded into an experiment (partition `EVENT#<id>`).
-    pub fn observed(experiment: &str) -> String {
-        format!("XP#{experiment}")
+    /// Dedupe sort key of an event's observation of one metric folded into an experiment
+    /// (partition `EVENT#<id>`).
+    pub fn observed(experiment: &str, metric: &str) -> String {
+        format!("XP#{experiment}#{metric}")
     }
 }
 
@@ -119,27 +120,34 @@ fn assignment_item(a: &Assignment) -> Result<HashMap<String, AttributeValue>, St
     ]))
 }
 
-fn transact_error(
-    err: aws_sdk_dynamodb::error::SdkError<
+/// How a cancelled transaction failed: a condition (someone else's write won: re-read) or
+/// only transaction conflicts with concurrent transactions on the same items (retry as is).
+enum Cancelled {
+    Condition,
+    ConflictOnly,
+}
+
+fn cancellation(
+    err: &aws_sdk_dynamodb::error::SdkError<
         aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
     >,
-) -> Result<CommitOutcome, StoreError> {
+) -> Option<Cancelled> {
     use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-    let conflict = match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
-            e.cancellation_reasons().iter().any(|r| {
-                matches!(
-                    r.code(),
-                    Some("ConditionalCheckFailed") | Some("TransactionConflict")
-                )
-            })
-        }
-        _ => false,
+    let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error()
+    else {
+        return None;
     };
-    if conflict {
-        Ok(CommitOutcome::Conflict)
+    let codes: Vec<&str> = e
+        .cancellation_reasons()
+        .iter()
+        .filter_map(|r| r.code())
+        .collect();
+    if codes.contains(&"ConditionalCheckFailed") {
+        Some(Cancelled::Condition)
+    } else if codes.contains(&"TransactionConflict") {
+        Some(Cancelled::ConflictOnly)
     } else {
-        Err(StoreError::sdk("TransactWriteItems", err))
+        None
     }
 }
 
@@ -199,25 +207,44 @@ fn number_text(v: f64) -> String {
 }
 
 impl DynamoStore {
+    /// Runs a transaction. A failed condition is `Conflict` (the caller re-reads); a
+    /// cancellation only by conflicts with concurrent transactions on the same items (hot
+    /// shard items) is retried here with backoff, as the same writes are still right.
     async fn transact(
         &self,
         writes: Vec<TransactWriteItem>,
         bytes: &[usize],
     ) -> Result<CommitOutcome, StoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(writes))
-            .send()
-            .await
-        {
-            Ok(_) => {
-                self.stats.transaction(bytes);
-                Ok(CommitOutcome::Committed)
-            }
-            Err(e) => {
-                self.stats.failed_request();
-                transact_error(e)
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(writes.clone()))
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    self.stats.transaction(bytes);
+                    return Ok(CommitOutcome::Committed);
+                }
+                Err(e) => {
+                    self.stats.failed_request();
+                    match cancellation(&e) {
+                        Some(Cancelled::Condition) => return Ok(CommitOutcome::Conflict),
+                        Some(Cancelled::ConflictOnly) if attempt < ATTEMPTS => {
+                            let jitter = u64::from(uuid::Uuid::new_v4().as_bytes()[0] % 16);
+                            tokio::time::sleep(std::time::Duration::from_millis(
+                                (10 << attempt.min(5)) + jitter,
+                            ))
+                            .await;
+                        }
+                        Some(Cancelled::ConflictOnly) => return Ok(CommitOutcome::Conflict),
+                        None => return Err(StoreError::sdk("TransactWriteItems", e)),
+                    }
+                }
             }
         }
     }
@@ -504,11 +531,20 @@ impl MetricStore for DynamoStore {
     async fn applied_observations(
         &self,
         experiment: &str,
-        event_ids: &[String],
+        observed: &[(String, String)],
         now: DateTime<Utc>,
-    ) -> Result<HashSet<String>, StoreError> {
-        self.live_dedupe_records(event_ids, &xkeys::observed(experiment), now)
-            .await
+    ) -> Result<HashSet<(String, String)>, StoreError> {
+        let wanted: Vec<(String, String)> = observed
+            .iter()
+            .map(|(id, metric)| (id.clone(), xkeys::observed(experiment, metric)))
+            .collect();
+        let found = self.live_dedupe(&wanted, now).await?;
+        Ok(observed
+            .iter()
+            .zip(wanted)
+            .filter(|(_, key)| found.contains(key))
+            .map(|(pair, _)| pair.clone())
+            .collect())
     }
 
     async fn commit_metrics(
@@ -518,11 +554,10 @@ impl MetricStore for DynamoStore {
     ) -> Result<CommitOutcome, StoreError> {
         let mut writes = Vec::new();
         let mut bytes = Vec::new();
-        let sk = xkeys::observed(&c.experiment);
-        for id in &c.event_ids {
+        for (id, metric) in &c.observed {
             let item = HashMap::from([
                 ("pk".to_string(), s(super::keys::dedupe(id))),
-                ("sk".to_string(), s(sk.clone())),
+                ("sk".to_string(), s(xkeys::observed(&c.experiment, metric))),
                 ("expires_at".to_string(), n(c.dedupe_expires_at)),
             ]);
             bytes.push(item_size(&item));
@@ -537,10 +572,18 @@ impl MetricStore for DynamoStore {
         }
         let item = assignment_item(&c.assignment)?;
         bytes.push(item_size(&item));
+        // The bucket version too: a re-bucketed assignment starts again at version 1, and a
+        // stale fold of the old one must not overwrite it.
         writes.push(put(
             &self.table,
             item,
-            Some(("version = :v", vec![(":v", n(c.expected_version))])),
+            Some((
+                "version = :v AND bucket_version = :bv",
+                vec![
+                    (":v", n(c.expected_version)),
+                    (":bv", n(c.assignment.bucket_version)),
+                ],
+            )),
         )?);
         if !c.increments.is_empty() {
             let (update, ub) = add_update(

@@ -163,33 +163,49 @@ impl DynamoStore {
 
 impl DynamoStore {
     /// The subset of `event_ids` whose dedupe record `EVENT#<id>` / `sk` exists and has not
-    /// expired at `now` (strongly consistent BatchGetItem, unprocessed keys retried).
+    /// expired at `now`.
     pub(crate) async fn live_dedupe_records(
         &self,
         event_ids: &[String],
         sk: &str,
         now: DateTime<Utc>,
     ) -> Result<HashSet<String>, StoreError> {
-        let mut applied = HashSet::new();
-        let unique: Vec<&String> = event_ids
+        let keys: Vec<(String, String)> = event_ids
             .iter()
-            .collect::<HashSet<_>>()
-            .into_iter()
+            .map(|id| (id.clone(), sk.to_string()))
             .collect();
+        Ok(self
+            .live_dedupe(&keys, now)
+            .await?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// The subset of `(event id, sort key)` dedupe records that exist and have not expired at
+    /// `now` (strongly consistent BatchGetItem, unprocessed keys retried).
+    pub(crate) async fn live_dedupe(
+        &self,
+        wanted: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<HashSet<(String, String)>, StoreError> {
+        let mut applied = HashSet::new();
+        let unique: Vec<&(String, String)> =
+            wanted.iter().collect::<HashSet<_>>().into_iter().collect();
         for chunk in unique.chunks(100) {
             let key_list: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
-                .map(|id| {
+                .map(|(id, sk)| {
                     HashMap::from([
                         ("pk".to_string(), s(keys::dedupe(id))),
-                        ("sk".to_string(), s(sk)),
+                        ("sk".to_string(), s(sk.as_str())),
                     ])
                 })
                 .collect();
             let mut request = KeysAndAttributes::builder()
                 .set_keys(Some(key_list))
                 .consistent_read(true)
-                .projection_expression("pk, expires_at")
+                .projection_expression("pk, sk, expires_at")
                 .build()
                 .map_err(|e| StoreError::sdk("BatchGetItem", e))?;
             let mut attempt = 0u32;
@@ -207,14 +223,16 @@ impl DynamoStore {
                     .unwrap_or_default();
                 self.stats.read(1, found.iter().map(item_size).sum(), true);
                 for item in found {
-                    if items::dedupe_live(&item, now) {
-                        if let Some(id) = item
-                            .get("pk")
-                            .and_then(|v| v.as_s().ok())
-                            .and_then(|pk| pk.strip_prefix(keys::DEDUPE_PREFIX))
-                        {
-                            applied.insert(id.to_string());
-                        }
+                    if !items::dedupe_live(&item, now) {
+                        continue;
+                    }
+                    let id = item
+                        .get("pk")
+                        .and_then(|v| v.as_s().ok())
+                        .and_then(|pk| pk.strip_prefix(keys::DEDUPE_PREFIX));
+                    let sk = item.get("sk").and_then(|v| v.as_s().ok());
+                    if let (Some(id), Some(sk)) = (id, sk) {
+                        applied.insert((id.to_string(), sk.clone()));
                     }
                 }
                 match out.unprocessed_keys.and_then(|mut u| u.remove(&self.table)) {

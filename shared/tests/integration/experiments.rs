@@ -75,7 +75,7 @@ async fn assign(store: &DynamoStore, e: &Experiment, user: &str) -> usize {
         existing.as_ref(),
         t0() + Duration::minutes(1),
     ) {
-        Decision::Sticky(a) => a.variant,
+        Decision::Sticky(a) | Decision::Forced(a) => a.variant,
         Decision::New(a) => match store.create_assignment(&a, SETTINGS.shards).await.unwrap() {
             Created::Created => a.variant,
             Created::Exists => {
@@ -160,7 +160,7 @@ async fn assignments_are_sticky_across_a_weight_change_until_the_bucket_version_
     assert_eq!(assign(&store, &shifted, "newcomer").await, 1);
     let stats = store.phase_stats("sticky", 1).await.unwrap();
     assert_eq!(
-        stats.n(0) + stats.n(1),
+        stats.n_all(0) + stats.n_all(1),
         201,
         "each user exposed exactly once"
     );
@@ -175,7 +175,7 @@ async fn assignments_are_sticky_across_a_weight_change_until_the_bucket_version_
         assert_eq!(assign(&store, &bumped, u).await, 1);
     }
     let phase2 = store.phase_stats("sticky", 2).await.unwrap();
-    assert_eq!((phase2.n(0), phase2.n(1)), (0, 20));
+    assert_eq!((phase2.n_all(0), phase2.n_all(1)), (0, 20));
 }
 
 #[tokio::test]
@@ -186,7 +186,7 @@ async fn concurrent_first_assignments_expose_a_user_once() {
     let variants = futures::future::join_all(calls).await;
     assert!(variants.windows(2).all(|w| w[0] == w[1]));
     let stats = store.phase_stats("race", 1).await.unwrap();
-    assert_eq!(stats.n(0) + stats.n(1), 1);
+    assert_eq!(stats.n_all(0) + stats.n_all(1), 1);
 }
 
 fn conversion(id: &str, user: &str, minute: i64, kind: &str, amount: Option<i64>) -> Event {
@@ -276,20 +276,20 @@ async fn metric_events_fold_exactly_once_under_redelivery_and_races() {
             .iter()
             .filter(|u| u[1..].parse::<usize>().unwrap() < 30)
             .count() as f64;
-        assert_eq!(stats.n(v), users.len() as u64);
+        assert_eq!(stats.n(0, v), users.len() as u64);
         assert_eq!(
-            stats.sums[&(0, v)],
+            stats.sum(0, 0, v),
             converted,
             "proportion counts each user once"
         );
-        assert_eq!(stats.sum_squares[&(0, v)], converted);
+        assert_eq!(stats.sum_squares(0, 0, v), converted);
         let paid: Vec<f64> = users
             .iter()
             .filter_map(|u| truth_paid.get(*u).copied())
             .collect();
-        assert_eq!(stats.sums[&(1, v)], paid.iter().sum::<f64>());
+        assert_eq!(stats.sum(0, 1, v), paid.iter().sum::<f64>());
         assert_eq!(
-            stats.sum_squares[&(1, v)],
+            stats.sum_squares(0, 1, v),
             paid.iter().map(|x| x * x).sum::<f64>()
         );
     }
@@ -335,8 +335,8 @@ async fn recorded_results_of_unassigned_users_are_not_counted() {
         .unwrap()
         .unwrap()
         .variant;
-    assert_eq!(stats.sums[&(1, v)], 25.0);
-    assert_eq!(stats.sum_squares[&(1, v)], 625.0);
+    assert_eq!(stats.sum(0, 1, v), 25.0);
+    assert_eq!(stats.sum_squares(0, 1, v), 625.0);
 }
 
 async fn outbox() -> (SqsProducer, aws_sdk_sqs::Client, String) {
@@ -455,4 +455,133 @@ async fn a_scheduled_check_waits_for_the_sample_then_concludes_once() {
     assert_eq!(history.len(), 2);
     let audit = store.experiment_audit("checked").await.unwrap();
     assert_eq!(audit.last().unwrap().action, "concluded");
+}
+
+#[tokio::test]
+async fn results_after_a_weight_change_compare_the_users_of_the_current_epoch() {
+    let store = fresh_store().await;
+    let e = running(&store, "epochs", json!({})).await;
+    for i in 0..40 {
+        assign(&store, &e, &format!("early-{i}")).await;
+    }
+    let req: UpdateRequest = parse_json(br#"{"weights": [0.25, 0.75]}"#).unwrap();
+    let (shifted, audit) = lifecycle::update(&e, &req, "a", t0()).unwrap();
+    store
+        .save_experiment(&shifted, e.version, Some(&audit))
+        .await
+        .unwrap();
+    let mut later = [0u64; 2];
+    let mut events = Vec::new();
+    for i in 0..60 {
+        let u = format!("late-{i}");
+        let v = assign(&store, &shifted, &u).await;
+        later[v] += 1;
+        events.push(conversion(
+            &format!("late-sub-{i}"),
+            &u,
+            30,
+            "subscription_started",
+            None,
+        ));
+    }
+    // Early users convert too; they stay in their variants but outside the comparison.
+    for i in 0..40 {
+        let u = format!("early-{i}");
+        events.push(conversion(
+            &format!("early-sub-{i}"),
+            &u,
+            30,
+            "subscription_started",
+            None,
+        ));
+    }
+    fold_events(&store, &events, SETTINGS, t0() + Duration::hours(1))
+        .await
+        .unwrap();
+    let stats = store.phase_stats("epochs", 1).await.unwrap();
+    let r = shared::experiments::analysis::compute(&shifted, &stats, t0() + Duration::hours(1))
+        .unwrap();
+    assert_eq!(r.epoch, 1);
+    assert_eq!(r.srm.observed, later.to_vec());
+    assert_eq!(r.srm.expected, vec![15.0, 45.0]);
+    let upgraded = &r.metrics[0];
+    assert_eq!(upgraded.variants[0].sum + upgraded.variants[1].sum, 60.0);
+    assert_eq!(r.epochs[0].n.iter().sum::<u64>(), 40);
+}
+
+#[tokio::test]
+async fn one_event_may_feed_several_metrics_across_both_paths_once_each() {
+    let store = fresh_store().await;
+    let e = running(&store, "paths", json!({})).await;
+    assign(&store, &e, "buyer").await;
+    let now = t0() + Duration::hours(1);
+    let sub = conversion("order-7", "buyer", 10, "subscription_started", Some(1200));
+    fold_events(&store, &[sub.clone()], SETTINGS, now)
+        .await
+        .unwrap();
+    // The same order id recorded directly as revenue is another metric: it counts.
+    let revenue = Observation {
+        event_id: "order-7".into(),
+        user_id: "buyer".into(),
+        timestamp: t0() + Duration::minutes(10),
+        metric: "revenue".into(),
+        value: 1200.0,
+    };
+    let r = fold_observations(&store, &e, "buyer", &[revenue.clone()], SETTINGS, now)
+        .await
+        .unwrap();
+    assert_eq!(r.applied, 1);
+    // Either path again counts nothing.
+    let r = fold_observations(&store, &e, "buyer", &[revenue], SETTINGS, now)
+        .await
+        .unwrap();
+    assert_eq!((r.applied, r.duplicates), (0, 1));
+    assert_eq!(
+        fold_events(&store, &[sub], SETTINGS, now)
+            .await
+            .unwrap()
+            .applied,
+        0
+    );
+    let v = store
+        .assignment("paths", "buyer")
+        .await
+        .unwrap()
+        .unwrap()
+        .variant;
+    let stats = store.phase_stats("paths", 1).await.unwrap();
+    assert_eq!((stats.sum(0, 0, v), stats.sum(0, 1, v)), (1.0, 1200.0));
+}
+
+#[tokio::test]
+async fn a_stale_fold_cannot_overwrite_a_re_bucketed_assignment() {
+    let store = fresh_store().await;
+    let e = running(&store, "stale", json!({})).await;
+    assign(&store, &e, "u").await;
+    let old = store.assignment("stale", "u").await.unwrap().unwrap();
+    let bump: UpdateRequest = parse_json(br#"{"bump_bucket_version": true}"#).unwrap();
+    let (bumped, audit) = lifecycle::update(&e, &bump, "a", t0()).unwrap();
+    store
+        .save_experiment(&bumped, e.version, Some(&audit))
+        .await
+        .unwrap();
+    assign(&store, &bumped, "u").await;
+    // A worker that read the old assignment (version 1, like the new one) commits late.
+    let mut stale = old.clone();
+    stale.version = 2;
+    let commit = shared::experiments::fold::MetricCommit {
+        experiment: "stale".into(),
+        assignment: stale,
+        expected_version: 1,
+        observed: vec![("late".into(), "upgraded".into())],
+        dedupe_expires_at: (t0() + Duration::days(35)).timestamp(),
+        shard: 0,
+        increments: BTreeMap::from([("s_0_0_0".to_string(), 1.0)]),
+    };
+    assert_eq!(
+        store.commit_metrics(&commit, t0()).await.unwrap(),
+        CommitOutcome::Conflict
+    );
+    let current = store.assignment("stale", "u").await.unwrap().unwrap();
+    assert_eq!(current.bucket_version, 2);
 }
