@@ -145,6 +145,10 @@ async fn an_experiment_runs_from_draft_to_a_scheduled_conclusion() {
             .await;
         assert_eq!(status, 202, "{body}");
     }
+    let converting_later = converting
+        .iter()
+        .filter(|u| second_half.contains(u))
+        .count();
     let results_path = format!("/v1/experiments/{key}/results");
     let results = eventually(
         "the conversions to be folded",
