@@ -516,7 +516,7 @@ async fn one_event_may_feed_several_metrics_across_both_paths_once_each() {
     assign(&store, &e, "buyer").await;
     let now = t0() + Duration::hours(1);
     let sub = conversion("order-7", "buyer", 10, "subscription_started", Some(1200));
-    fold_events(&store, &[sub.clone()], SETTINGS, now)
+    fold_events(&store, std::slice::from_ref(&sub), SETTINGS, now)
         .await
         .unwrap();
     // The same order id recorded directly as revenue is another metric: it counts.
@@ -527,9 +527,16 @@ async fn one_event_may_feed_several_metrics_across_both_paths_once_each() {
         metric: "revenue".into(),
         value: 1200.0,
     };
-    let r = fold_observations(&store, &e, "buyer", &[revenue.clone()], SETTINGS, now)
-        .await
-        .unwrap();
+    let r = fold_observations(
+        &store,
+        &e,
+        "buyer",
+        std::slice::from_ref(&revenue),
+        SETTINGS,
+        now,
+    )
+    .await
+    .unwrap();
     assert_eq!(r.applied, 1);
     // Either path again counts nothing.
     let r = fold_observations(&store, &e, "buyer", &[revenue], SETTINGS, now)
