@@ -254,14 +254,34 @@ async fn audit(
     Ok(Json(json!({ "experiment": key, "audit": records })).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+struct HistoryQuery {
+    limit: Option<String>,
+}
+
+/// Check points returned by default, and at most, per history request.
+const HISTORY_DEFAULT: usize = 500;
+const HISTORY_MAX: usize = 5000;
+
 async fn history(
     State(state): State<Arc<AppState>>,
     Authenticated(caller): Authenticated,
     Path(key): Path<String>,
+    Query(q): Query<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
+    let limit = match q.limit.as_deref() {
+        None => HISTORY_DEFAULT,
+        Some(text) => text.parse::<usize>().unwrap_or(0),
+    };
+    if limit == 0 || limit > HISTORY_MAX {
+        return Err(ApiError::field(
+            "limit",
+            format!("must be between 1 and {HISTORY_MAX}"),
+        ));
+    }
     let experiment = load(&state, &key).await?;
-    let checks = state.store.experiment_history(&key).await?;
+    let checks = state.store.experiment_history(&key, limit).await?;
     Ok(Json(json!({
         "experiment": key,
         "status": experiment.status,

@@ -368,25 +368,36 @@ impl DynamoStore {
     }
 
     pub async fn experiment_audit(&self, key: &str) -> Result<Vec<AuditRecord>, StoreError> {
-        self.prefixed(key, xkeys::AUDIT_PREFIX).await
+        self.prefixed(key, xkeys::AUDIT_PREFIX, true, None).await
     }
 
-    pub async fn experiment_history(&self, key: &str) -> Result<Vec<CheckPoint>, StoreError> {
-        self.prefixed(key, xkeys::CHECK_PREFIX).await
+    /// The latest `limit` check points, oldest first.
+    pub async fn experiment_history(
+        &self,
+        key: &str,
+        limit: usize,
+    ) -> Result<Vec<CheckPoint>, StoreError> {
+        let mut latest: Vec<CheckPoint> = self
+            .prefixed(key, xkeys::CHECK_PREFIX, false, Some(limit))
+            .await?;
+        latest.reverse();
+        Ok(latest)
     }
 
     async fn prefixed<T: DeserializeOwned>(
         &self,
         key: &str,
         prefix: &str,
+        forward: bool,
+        limit: Option<usize>,
     ) -> Result<Vec<T>, StoreError> {
         let items = self
             .query_all(
                 None,
                 "pk = :p AND begins_with(sk, :s)",
                 vec![(":p", s(xkeys::experiment(key))), (":s", s(prefix))],
-                true,
-                None,
+                forward,
+                limit,
             )
             .await?;
         items.iter().map(decode).collect()

@@ -451,8 +451,11 @@ async fn a_scheduled_check_waits_for_the_sample_then_concludes_once() {
         .unwrap();
     assert!(matches!(again, CheckRun::Skipped(_)));
     assert!(received(&sqs, &url).await.is_empty());
-    let history = store.experiment_history("checked").await.unwrap();
+    let history = store.experiment_history("checked", 10).await.unwrap();
     assert_eq!(history.len(), 2);
+    assert!(history[0].slot < history[1].slot, "oldest first");
+    let latest = store.experiment_history("checked", 1).await.unwrap();
+    assert_eq!(latest[0].slot, history[1].slot);
     let audit = store.experiment_audit("checked").await.unwrap();
     assert_eq!(audit.last().unwrap().action, "concluded");
 }
