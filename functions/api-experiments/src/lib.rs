@@ -209,8 +209,12 @@ async fn update(
     caller.require(&[Role::Admin])?;
     let req: UpdateRequest = body_json(&body)?;
     let current = load(&state, &key).await?;
-    let (next, audit) =
-        lifecycle::update(&current, &req, &caller.sub, Utc::now()).map_err(lifecycle_error)?;
+    let (next, audit) = match lifecycle::update(&current, &req, &caller.sub, Utc::now()) {
+        Ok(change) => change,
+        // Nothing to write: answer with the experiment as it is.
+        Err(LifecycleError::Unchanged) => return Ok(Json(current).into_response()),
+        Err(e) => return Err(lifecycle_error(e)),
+    };
     save(&state, &current, next, &audit).await
 }
 

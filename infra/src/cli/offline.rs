@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use shared::experiments::model::clean_serde_message;
 use shared::{growthbook, statistics};
 
 #[derive(Debug, Clone, Copy, Subcommand)]
@@ -37,12 +38,12 @@ fn parse<T: DeserializeOwned>(line: &str) -> Result<T, LineError> {
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         LineError {
-            message: e.inner().to_string(),
+            message: clean_serde_message(e.inner()),
             field: (path != ".").then_some(path),
         }
     })?;
     de.end().map_err(|e| LineError {
-        message: e.to_string(),
+        message: clean_serde_message(&e),
         field: None,
     })?;
     Ok(value)

@@ -33,6 +33,9 @@ pub struct AuditRecord {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LifecycleError {
+    /// The edit changes nothing: nothing is written and no audit record is made.
+    #[error("the edit changes nothing")]
+    Unchanged,
     #[error("cannot move from {from} to {to}; allowed from {from}: {allowed}", from = from.as_str(), to = to.as_str())]
     IllegalTransition {
         from: Status,
@@ -332,6 +335,9 @@ pub fn update(
     next.updated_at = now;
     next.version += 1;
     let audit = record(Some(current), &next, actor, "updated");
+    if audit.changes.is_empty() {
+        return Err(LifecycleError::Unchanged);
+    }
     Ok((next, audit))
 }
 
@@ -436,6 +442,15 @@ mod tests {
         assert_eq!((b.outcome.is_none(), b.last_check_at), (true, None));
         assert!(audit.changes.iter().any(|c| c.field == "outcome"));
         assert!(b.check_due(now()));
+    }
+
+    #[test]
+    fn an_edit_that_changes_nothing_is_not_recorded() {
+        let req: UpdateRequest = parse_json(br#"{"name": "Trial copy"}"#).unwrap();
+        assert_eq!(
+            update(&draft(), &req, "a", now()).unwrap_err(),
+            LifecycleError::Unchanged
+        );
     }
 
     #[test]

@@ -556,13 +556,20 @@ fn check_condition(p: &mut Problems, field: &str, condition: &Value) {
         return;
     }
     if let Err(e) = super::growthbook::validate_condition(condition) {
-        let path = e.path();
-        let at = if path.is_empty() {
-            field.to_string()
-        } else {
-            format!("{field}.{path}")
-        };
-        p.add(at, e.to_string());
+        // The validator names a JSON Pointer (`/country/$bogus`); fields here are dotted.
+        let dotted: Vec<String> = e
+            .path()
+            .split('/')
+            .skip(1)
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        let at = std::iter::once(field.to_string())
+            .chain(dotted)
+            .collect::<Vec<_>>()
+            .join(".");
+        let text = e.to_string();
+        let message = text.split_once(": ").map(|(_, m)| m).unwrap_or(&text);
+        p.add(at, message);
     }
 }
 
@@ -807,24 +814,35 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Vec<
     match serde_path_to_error::deserialize::<_, T>(&mut de) {
         Ok(v) => match de.end() {
             Ok(()) => Ok(v),
-            Err(e) => Err(vec![FieldError::new("body", e.to_string())]),
+            Err(e) => Err(vec![FieldError::new("body", clean_serde_message(&e))]),
         },
         Err(e) => {
             let path = e.path().to_string();
-            let field = if path == "." {
-                "body".to_string()
-            } else {
-                path
+            let message = clean_serde_message(e.inner());
+            // serde reports a missing field at its parent: name the field itself.
+            let missing = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
+                .map(str::to_string);
+            let field = match (path.as_str(), &missing) {
+                (".", Some(name)) => name.clone(),
+                (_, Some(name)) => format!("{path}.{name}"),
+                (".", None) => "body".to_string(),
+                _ => path,
             };
-            let inner = e.into_inner();
-            Err(vec![FieldError::new(field, clean_serde_message(&inner))])
+            let message = if missing.is_some() {
+                "is required".to_string()
+            } else {
+                message
+            };
+            Err(vec![FieldError::new(field, message)])
         }
     }
 }
 
-fn clean_serde_message(e: &serde_json::Error) -> String {
+/// serde_json's message without its " at line 1 column 42" suffix: the field path says where.
+pub fn clean_serde_message(e: &serde_json::Error) -> String {
     let text = e.to_string();
-    // Drop serde_json's " at line 1 column 42" suffix: the field path says where.
     match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),
         None => text,
@@ -900,6 +918,32 @@ mod tests {
         body["colour"] = json!("red");
         let errors = parse_json::<CreateRequest>(body.to_string().as_bytes()).unwrap_err();
         assert!(errors[0].message.contains("unknown field"), "{errors:?}");
+    }
+
+    #[test]
+    fn given_a_missing_field_or_a_bad_condition_when_parsed_then_the_field_itself_is_named() {
+        let mut body = minimal();
+        body.as_object_mut().unwrap().remove("test_type");
+        let errors = parse_json::<CreateRequest>(body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(
+            (errors[0].field.as_str(), errors[0].message.as_str()),
+            ("test_type", "is required")
+        );
+        let mut body = minimal();
+        body["primary_metric"]
+            .as_object_mut()
+            .unwrap()
+            .remove("kind");
+        let errors = parse_json::<CreateRequest>(body.to_string().as_bytes()).unwrap_err();
+        assert_eq!(errors[0].field, "primary_metric.kind");
+        let mut body = minimal();
+        body["condition"] = json!({"country": {"$bogus": 1}});
+        let errors = create(body).unwrap_err();
+        assert_eq!(errors[0].field, "condition.country.$bogus", "{errors:?}");
+        assert!(
+            errors[0].message.starts_with("unknown operator"),
+            "{errors:?}"
+        );
     }
 
     #[test]
