@@ -2,7 +2,8 @@
 //! into job messages on the jobs queue. Most jobs become one message whose id is derived from
 //! the job and the minute, so a retried firing is recognisable downstream. The
 //! `significance-sweep` fans out instead: one `significance-check` message per running
-//! experiment whose check is due (hourly by default, `check_interval_minutes` per experiment).
+//! experiment whose check is due (hourly by default, `check_interval_minutes` per experiment),
+//! and one per experiment that still owes its `experiment_concluded` message.
 
 use std::sync::Arc;
 
@@ -64,10 +65,21 @@ async fn sweep(
 ) -> Result<Value, Error> {
     let now = effective_now(input, fired)?;
     let running = s.store.list_experiments(&[Status::Running]).await?;
-    let due: Vec<_> = running
+    let mut keys: Vec<String> = running
         .iter()
         .filter(|e| e.check_due(now))
-        .map(|e| significance_check_message(e.key(), now))
+        .map(|e| e.key().to_string())
+        .collect();
+    // Experiments owing an experiment_concluded message (a decision by hand, or a send that
+    // failed): their check job sends it.
+    for key in s.store.pending_notices().await? {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    let due: Vec<_> = keys
+        .iter()
+        .map(|key| significance_check_message(key, now))
         .collect();
     let bodies = due
         .iter()

@@ -180,6 +180,8 @@ pub fn transition(
     // Completing by hand records the admin's decision: a named winner replaces a scheduled
     // check's recommendation; without one, a recorded outcome stands (or "no difference").
     if to == Status::Completed && (next.outcome.is_none() || winner.is_some()) {
+        // A decision by hand is announced like a scheduled one (the next sweep sends it).
+        next.notice_pending = true;
         let winner = winner.map(str::to_string);
         next.outcome = Some(Outcome {
             result: if winner.is_some() {

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -24,6 +24,8 @@ pub mod xkeys {
     pub const AUDIT_PREFIX: &str = "AUDIT#";
     pub const CHECK_PREFIX: &str = "CHECK#";
     pub const ASSIGN_PREFIX: &str = "XA#";
+    /// Partition of the markers of experiments owing an `experiment_concluded` notice.
+    pub const PENDING_NOTICES: &str = "XPENDING";
 
     pub fn experiment(key: &str) -> String {
         format!("XP#{key}")
@@ -333,7 +335,41 @@ impl DynamoStore {
             bytes.push(item_size(&a));
             writes.push(put(&self.table, a, None)?);
         }
+        // The outbox marker follows `notice_pending` in the same transaction, so the sweep
+        // finds every experiment that owes its `experiment_concluded` message.
+        let marker_key = HashMap::from([
+            ("pk".to_string(), s(xkeys::PENDING_NOTICES)),
+            ("sk".to_string(), s(e.key())),
+        ]);
+        bytes.push(item_size(&marker_key));
+        if e.notice_pending {
+            writes.push(put(&self.table, marker_key, None)?);
+        } else {
+            let d = Delete::builder()
+                .table_name(&self.table)
+                .set_key(Some(marker_key))
+                .build()
+                .map_err(|e| StoreError::sdk("TransactWriteItems", e))?;
+            writes.push(TransactWriteItem::builder().delete(d).build());
+        }
         self.transact(writes, &bytes).await
+    }
+
+    /// Keys of the experiments that owe an `experiment_concluded` message.
+    pub async fn pending_notices(&self) -> Result<Vec<String>, StoreError> {
+        let items = self
+            .query_all(
+                None,
+                "pk = :p",
+                vec![(":p", s(xkeys::PENDING_NOTICES))],
+                true,
+                None,
+            )
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+            .collect())
     }
 
     pub async fn get_experiment(&self, key: &str) -> Result<Option<Experiment>, StoreError> {

@@ -595,3 +595,36 @@ async fn a_stale_fold_cannot_overwrite_a_re_bucketed_assignment() {
     let current = store.assignment("stale", "u").await.unwrap().unwrap();
     assert_eq!(current.bucket_version, 2);
 }
+
+#[tokio::test]
+async fn a_decision_by_hand_is_announced_by_the_next_check_job_once() {
+    let store = fresh_store().await;
+    let (producer, sqs, url) = outbox().await;
+    let e = running(&store, "by-hand", json!({})).await;
+    let (done, audit) =
+        lifecycle::transition(&e, Status::Completed, Some("treatment"), "admin-9", t0()).unwrap();
+    assert!(done.notice_pending);
+    store
+        .save_experiment(&done, e.version, Some(&audit))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.pending_notices().await.unwrap(),
+        vec!["by-hand".to_string()]
+    );
+    let slot = t0() + Duration::minutes(5);
+    let run = run_check(&store, &producer, &url, "by-hand", slot, "j", slot)
+        .await
+        .unwrap();
+    assert!(matches!(run, CheckRun::Skipped(_)), "{run:?}");
+    let messages = received(&sqs, &url).await;
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0]["winner"], "treatment");
+    assert_eq!(messages[0]["completed"], true);
+    assert!(store.pending_notices().await.unwrap().is_empty());
+    // Another job finds nothing owed.
+    run_check(&store, &producer, &url, "by-hand", slot, "j", slot)
+        .await
+        .unwrap();
+    assert!(received(&sqs, &url).await.is_empty());
+}
