@@ -89,7 +89,7 @@ pub struct SampleProgress {
     pub min_per_variant: u64,
     pub smallest_variant_n: u64,
     pub reached: bool,
-    /// Days of data in the current phase.
+    /// Days the current phase has been running (paused time excluded).
     pub days_running: f64,
     /// At the current rate of the smallest variant; `None` before any traffic.
     pub estimated_days_to_min: Option<f64>,
@@ -349,15 +349,14 @@ pub fn compute(
     }
     apply_corrections(d.correction, d.engine, d.alpha, &mut results);
     let smallest = active.iter().map(|&v| observed[v]).min().unwrap_or(0);
-    let started = experiment.phase_started_at.unwrap_or(now);
-    let days_running = ((now - started).num_seconds().max(0) as f64) / 86_400.0;
+    let days_running = experiment.running_seconds(now) as f64 / 86_400.0;
     let min = d.min_sample_per_variant;
     let estimated_days_to_min = if smallest >= min {
         Some(0.0)
-    } else if smallest > 0 && days_running > 0.0 {
-        Some((min - smallest) as f64 / (smallest as f64 / days_running))
     } else {
-        None
+        statistics::days_to_sample(smallest, days_running, min)
+            .ok()
+            .flatten()
     };
     Ok(Results {
         experiment: d.key.clone(),

@@ -126,6 +126,8 @@ pub fn create(
         updated_at: now,
         started_at: None,
         phase_started_at: None,
+        paused_at: None,
+        paused_seconds: 0,
         ended_at: None,
         last_check_at: None,
         outcome: None,
@@ -161,11 +163,16 @@ pub fn transition(
     next.status = to;
     next.updated_at = now;
     next.version += 1;
+    if let Some(paused) = current.paused_at {
+        next.paused_seconds += (now - paused).num_seconds().max(0);
+        next.paused_at = None;
+    }
     match to {
         Status::Running if current.status == Status::Draft => {
             next.started_at = Some(now);
             next.phase_started_at = Some(now);
         }
+        Status::Paused => next.paused_at = Some(now),
         Status::Completed | Status::Cancelled => next.ended_at = Some(now),
         _ => {}
     }
@@ -319,6 +326,10 @@ pub fn update(
         }];
         if started {
             next.phase_started_at = Some(now);
+            next.paused_seconds = 0;
+            if next.paused_at.is_some() {
+                next.paused_at = Some(now);
+            }
         }
     } else if weights_changed {
         if started {
@@ -453,6 +464,17 @@ mod tests {
             update(&draft(), &req, "a", now()).unwrap_err(),
             LifecycleError::Unchanged
         );
+    }
+
+    #[test]
+    fn paused_time_does_not_count_as_running_time() {
+        let at = |m: i64| now() + chrono::Duration::minutes(m);
+        let (r, _) = transition(&draft(), Status::Running, None, "a", at(0)).unwrap();
+        let (p, _) = transition(&r, Status::Paused, None, "a", at(60)).unwrap();
+        assert_eq!(p.running_seconds(at(90)), 3600);
+        let (back, _) = transition(&p, Status::Running, None, "a", at(120)).unwrap();
+        assert_eq!(back.paused_seconds, 3600);
+        assert_eq!(back.running_seconds(at(180)), 2 * 3600);
     }
 
     #[test]

@@ -268,6 +268,12 @@ pub struct Experiment {
     /// When the current phase (bucket version) began collecting.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase_started_at: Option<DateTime<Utc>>,
+    /// Since when the experiment is paused (while it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
+    /// Seconds the current phase spent paused before `paused_at`.
+    #[serde(default)]
+    pub paused_seconds: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ended_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -285,6 +291,18 @@ pub struct Experiment {
 impl Experiment {
     pub fn key(&self) -> &str {
         &self.definition.key
+    }
+
+    /// Seconds the current phase has been running (paused time excluded) at `now`.
+    pub fn running_seconds(&self, now: DateTime<Utc>) -> i64 {
+        let Some(start) = self.phase_started_at else {
+            return 0;
+        };
+        let paused_now = self
+            .paused_at
+            .map(|p| (now - p).num_seconds().max(0))
+            .unwrap_or(0);
+        ((now - start).num_seconds() - self.paused_seconds - paused_now).max(0)
     }
 
     pub fn current_epoch(&self) -> u32 {
