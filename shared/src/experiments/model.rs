@@ -521,6 +521,9 @@ fn build_variants(p: &mut Problems, field: &str, input: &[VariantInput]) -> Vec<
 }
 
 fn check_weights(p: &mut Problems, field: &str, weights: &[f64], variants: usize) {
+    if variants == 0 {
+        return; // the variants' own problem says it
+    }
     if weights.len() != variants {
         p.add(
             field,
@@ -699,25 +702,11 @@ impl CreateRequest {
         } else if RESERVED_KEYS.contains(&self.key.as_str()) {
             p.add("key", format!("'{}' is reserved (it is a route)", self.key));
         }
-        check_text(&mut p, "name", &self.name, 200, true);
-        check_text(&mut p, "hypothesis", &self.hypothesis, 2000, false);
-        check_text(&mut p, "owner", &self.owner, 200, false);
         let variants = build_variants(&mut p, "variants", &self.variants);
-        let weights = match self.weights {
-            Some(w) => {
-                check_weights(&mut p, "weights", &w, variants.len());
-                w
-            }
-            None => vec![1.0 / variants.len().max(1) as f64; variants.len()],
-        };
+        let weights = self
+            .weights
+            .unwrap_or_else(|| vec![1.0 / variants.len().max(1) as f64; variants.len()]);
         let coverage = self.coverage.unwrap_or(1.0);
-        check_coverage(&mut p, "coverage", coverage);
-        if let Some(c) = &self.condition {
-            check_condition(&mut p, "condition", c);
-        }
-        if let Some(ns) = &self.namespace {
-            check_namespace(&mut p, "namespace", ns);
-        }
         let primary_metric = build_metric(&mut p, "primary_metric", &self.primary_metric);
         let secondary_metrics = self
             .secondary_metrics
@@ -756,8 +745,7 @@ impl CreateRequest {
             check_interval_minutes: self.check_interval_minutes.unwrap_or(60),
             forced_variants: self.forced_variants,
         };
-        check_metric_names(&mut p, &d);
-        check_settings(&mut p, &d);
+        p.0.extend(revalidate(&d));
         if p.0.is_empty() {
             Ok(d)
         } else {
@@ -766,7 +754,8 @@ impl CreateRequest {
     }
 }
 
-/// Re-validates a definition after an update (the same rules as creation).
+/// The rules every definition obeys, at creation and after each update (variants and metrics
+/// are checked as they are built).
 pub fn revalidate(d: &Definition) -> Vec<FieldError> {
     let mut p = Problems(Vec::new());
     check_text(&mut p, "name", &d.name, 200, true);

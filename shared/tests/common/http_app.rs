@@ -7,10 +7,29 @@ use http::{Request, Response};
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::Value;
 use shared::auth::{mint_es256, Role, TokenRequest, Verifier};
+use shared::config::Config;
 use tower::ServiceExt;
 
 pub const ISSUER: &str = "https://issuer.test";
 pub const AUDIENCE: &str = "tierup";
+
+/// A function's configuration for handler tests: `table`, queues on a closed port, this
+/// module's issuer and audience.
+pub fn config(table: &str) -> Config {
+    let vars: std::collections::HashMap<String, String> = [
+        ("TABLE_NAME", table),
+        ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
+        ("JOBS_QUEUE_URL", "http://127.0.0.1:1/queue/jobs"),
+        ("OUTBOX_QUEUE_URL", "http://127.0.0.1:1/queue/outbox"),
+        ("AUTH_ISSUER", ISSUER),
+        ("AUTH_AUDIENCE", AUDIENCE),
+        ("AUTH_JWKS_URL", "file:///unused"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    Config::from_map(&vars).unwrap()
+}
 
 /// An ES256 key of the test's own, its JWKS, and tokens signed with it.
 pub struct Signer {

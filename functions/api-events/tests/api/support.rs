@@ -1,17 +1,15 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use api_events::{router, AppState};
 use axum::Router;
 use shared::auth::Role;
-use shared::config::Config;
 use shared::queue::SqsProducer;
 use shared::store::DynamoStore;
 
 #[path = "../../../../shared/tests/common/http_app.rs"]
 mod http_app;
 
-use http_app::{Signer, AUDIENCE, ISSUER};
+use http_app::Signer;
 
 pub struct TestApp {
     pub router: Router,
@@ -21,19 +19,8 @@ pub struct TestApp {
 /// The router with storage and queues pointing at a closed port.
 pub async fn app() -> TestApp {
     let signer = Signer::new();
-    let vars: HashMap<String, String> = [
-        ("TABLE_NAME", "t"),
-        ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
-        ("JOBS_QUEUE_URL", "http://127.0.0.1:1/queue/jobs"),
-        ("OUTBOX_QUEUE_URL", "http://127.0.0.1:1/queue/outbox"),
-        ("AUTH_ISSUER", ISSUER),
-        ("AUTH_AUDIENCE", AUDIENCE),
-        ("AUTH_JWKS_URL", "file:///unused"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let config = Config::from_map(&vars).unwrap();
+
+    let config = http_app::config("t");
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url("http://127.0.0.1:1")
         .region(aws_config::Region::new("us-east-1"))

@@ -1,11 +1,9 @@
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use api_experiments::{router, AppState};
 use axum::Router;
 use serde_json::Value;
 use shared::auth::Role;
-use shared::config::Config;
 
 #[path = "../../../../shared/tests/integration/support.rs"]
 #[allow(dead_code)]
@@ -14,7 +12,7 @@ mod store_support;
 #[path = "../../../../shared/tests/common/http_app.rs"]
 mod http_app;
 
-use http_app::{Signer, AUDIENCE, ISSUER};
+use http_app::Signer;
 
 pub struct TestApp {
     pub router: Router,
@@ -25,21 +23,10 @@ pub struct TestApp {
 pub async fn app() -> TestApp {
     let signer = Signer::new();
     let store = store_support::fresh_store().await;
-    let vars: HashMap<String, String> = [
-        ("TABLE_NAME", store.table()),
-        ("EVENTS_QUEUE_URL", "http://127.0.0.1:1/queue/events"),
-        ("JOBS_QUEUE_URL", "http://127.0.0.1:1/queue/jobs"),
-        ("OUTBOX_QUEUE_URL", "http://127.0.0.1:1/queue/outbox"),
-        ("AUTH_ISSUER", ISSUER),
-        ("AUTH_AUDIENCE", AUDIENCE),
-        ("AUTH_JWKS_URL", "file:///unused"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+
     let state = AppState {
         verifier: signer.verifier(),
-        config: Config::from_map(&vars).unwrap(),
+        config: http_app::config(store.table()),
         store,
     };
     TestApp {
