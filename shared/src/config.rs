@@ -43,6 +43,8 @@ pub struct Config {
     pub default_trial_days: u32,
     /// (name, url) of each configured dead-letter queue.
     pub dead_letter_queues: Vec<(String, String)>,
+    /// Nudge rules and thresholds (`NUDGE_SETTINGS`, JSON overrides of the defaults).
+    pub nudges: crate::nudges::NudgeSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,17 @@ impl Config {
                 .map(|v| (name.to_string(), v.to_string()))
         })
         .collect();
+        let nudges = match crate::nudges::NudgeSettings::from_json(
+            vars.get("NUDGE_SETTINGS").map(String::as_str).unwrap_or(""),
+        ) {
+            Ok(s) => s,
+            Err(errors) => {
+                for e in errors {
+                    problems.push(format!("NUDGE_SETTINGS {}: {}", e.field, e.message));
+                }
+                crate::nudges::NudgeSettings::default()
+            }
+        };
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -131,6 +144,7 @@ impl Config {
             engagement_window_days,
             default_trial_days,
             dead_letter_queues,
+            nudges,
         })
     }
 }
@@ -174,5 +188,28 @@ mod tests {
         assert_eq!(err.problems.len(), 3, "{err}");
         assert!(err.to_string().contains("TABLE_NAME is required"));
         assert!(err.to_string().contains("AGGREGATE_SHARDS must be"));
+    }
+
+    #[test]
+    fn a_bad_nudge_setting_stops_the_function_at_start() {
+        let mut vars = full();
+        vars.insert(
+            "NUDGE_SETTINGS".into(),
+            r#"{"reminders":{"cooldown_hours":6,"daily_cap":"three"}}"#.into(),
+        );
+        let err = Config::from_map(&vars).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("NUDGE_SETTINGS reminders.daily_cap"),
+            "{err}"
+        );
+        vars.insert(
+            "NUDGE_SETTINGS".into(),
+            r#"{"reminders":{"daily_cap":2}}"#.into(),
+        );
+        assert_eq!(
+            Config::from_map(&vars).unwrap().nudges.reminders.daily_cap,
+            2
+        );
     }
 }

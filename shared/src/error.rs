@@ -91,6 +91,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The resource existed but is no longer usable (an expired offer).
+    #[error("gone: {0}")]
+    Gone(String),
     /// Every event of a batch was refused; the body lists each one.
     #[error("no event of the batch was accepted")]
     AllRejected(Vec<crate::events::Rejected>),

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::queue::JobMessage;
 
 /// The jobs a schedule may fire.
-pub const JOBS: &[&str] = &[DLQ_WATCH, SIGNIFICANCE_SWEEP];
+pub const JOBS: &[&str] = &[DLQ_WATCH, SIGNIFICANCE_SWEEP, REMINDER_SWEEP];
 /// Checks the depth of every dead-letter queue, records it and emits a metric.
 pub const DLQ_WATCH: &str = "dlq-watch";
 /// Fanned out by the scheduler itself: one [`SIGNIFICANCE_CHECK`] job per running experiment
@@ -14,6 +14,11 @@ pub const DLQ_WATCH: &str = "dlq-watch";
 pub const SIGNIFICANCE_SWEEP: &str = "significance-sweep";
 /// Runs the sequential significance check of one experiment (`params.experiment`).
 pub const SIGNIFICANCE_CHECK: &str = "significance-check";
+/// Fanned out by the scheduler itself each minute: one [`REMINDER_DISPATCH`] job per user
+/// with a trial reminder due.
+pub const REMINDER_SWEEP: &str = "reminder-sweep";
+/// Sends one user's due reminders (`params.user_id`) within their caps.
+pub const REMINDER_DISPATCH: &str = "reminder-dispatch";
 
 /// What an EventBridge schedule delivers (its `Input`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +80,21 @@ pub fn significance_check_message(experiment: &str, now: DateTime<Utc>) -> JobMe
         job: SIGNIFICANCE_CHECK.to_string(),
         scheduled_at: minute,
         params: serde_json::json!({ "experiment": experiment, "now": now.to_rfc3339() }),
+    }
+}
+
+/// The dispatch job of one user's due reminders for the sweep at `now`; a retried sweep
+/// yields the same id.
+pub fn reminder_dispatch_message(user_id: &str, now: DateTime<Utc>) -> JobMessage {
+    let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
+    JobMessage {
+        job_id: format!(
+            "{REMINDER_DISPATCH}:{user_id}@{}",
+            minute.format("%Y-%m-%dT%H:%MZ")
+        ),
+        job: REMINDER_DISPATCH.to_string(),
+        scheduled_at: minute,
+        params: serde_json::json!({ "user_id": user_id, "now": now.to_rfc3339() }),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod hash;
 pub mod http;
 pub mod ingest;
 pub mod jobs;
+pub mod nudges;
 pub mod profiles;
 pub mod queue;
 pub mod statistics;

@@ -151,7 +151,16 @@ pub mod counters {
     pub fn feature_ms(tier: &str, feature: &str) -> String {
         format!("fu#{tier}#{feature}#ms")
     }
+    /// A segment's counter (`sg#<segment>#<name>`): `au` (active users), `trial_started`,
+    /// `trial_converted`, `sub_started`, `canceled`, `rev#<currency>` (payments, minor units),
+    /// `nudge#<kind>#<shown|clicked|converted>`. The per-user optimization analytics read them.
+    pub fn segment(segment: &str, name: &str) -> String {
+        format!("sg#{segment}#{name}")
+    }
 }
+
+/// The segment name used before any event names one.
+pub const UNKNOWN_SEGMENT: &str = "unknown";
 
 impl Profile {
     pub fn new(user_id: &str) -> Profile {
@@ -159,6 +168,14 @@ impl Profile {
             user_id: user_id.to_string(),
             ..Profile::default()
         }
+    }
+
+    /// The segment events are attributed to now.
+    pub fn current_segment(&self) -> &str {
+        self.segment
+            .as_ref()
+            .map(|s| s.value.as_str())
+            .unwrap_or(UNKNOWN_SEGMENT)
     }
 
     /// The tier events are attributed to now.
@@ -259,10 +276,44 @@ impl Profile {
             _ => {}
         }
         // After the body, so an identify that names the tier counts its user under it.
+        let segment = self.current_segment().to_string();
+        let mut segment_counter = |name: String, amount: i64| {
+            deltas.push(CounterDelta {
+                day,
+                counter: counters::segment(&segment, &name),
+                amount,
+            })
+        };
+        match &event.body {
+            EventBody::SubscriptionTrialStarted(_) => segment_counter("trial_started".into(), 1),
+            EventBody::SubscriptionTrialConverted(_) => {
+                segment_counter("trial_converted".into(), 1)
+            }
+            EventBody::SubscriptionStarted(_) => segment_counter("sub_started".into(), 1),
+            EventBody::SubscriptionCanceled(_) => segment_counter("canceled".into(), 1),
+            EventBody::PaymentSucceeded(p) => {
+                segment_counter(format!("rev#{}", p.currency), p.amount_minor)
+            }
+            EventBody::NudgeShown(o) => {
+                segment_counter(format!("nudge#{}#shown", o.nudge_kind.as_str()), 1)
+            }
+            EventBody::NudgeClicked(o) => {
+                segment_counter(format!("nudge#{}#clicked", o.nudge_kind.as_str()), 1)
+            }
+            EventBody::NudgeConverted(o) => {
+                segment_counter(format!("nudge#{}#converted", o.nudge_kind.as_str()), 1)
+            }
+            _ => {}
+        }
         if self.active_days.insert(day) {
             deltas.push(CounterDelta {
                 day,
                 counter: counters::active_users(self.current_tier()),
+                amount: 1,
+            });
+            deltas.push(CounterDelta {
+                day,
+                counter: counters::segment(&segment, "au"),
                 amount: 1,
             });
         }

@@ -3,7 +3,9 @@
 //! the job and the minute, so a retried firing is recognisable downstream. The
 //! `significance-sweep` fans out instead: one `significance-check` message per running
 //! experiment whose check is due (hourly by default, `check_interval_minutes` per experiment),
-//! and one per experiment that still owes its `experiment_concluded` message.
+//! and one per experiment that still owes its `experiment_concluded` message. The
+//! `reminder-sweep` (each minute) fans out one `reminder-dispatch` per user with a trial
+//! reminder due.
 
 use std::sync::Arc;
 
@@ -13,8 +15,10 @@ use serde_json::Value;
 use shared::config::Config;
 use shared::experiments::model::Status;
 use shared::jobs::{
-    effective_now, job_message, significance_check_message, ScheduleInput, SIGNIFICANCE_SWEEP,
+    effective_now, job_message, reminder_dispatch_message, significance_check_message,
+    ScheduleInput, REMINDER_SWEEP, SIGNIFICANCE_SWEEP,
 };
+use shared::nudges::service::Nudges;
 use shared::queue::{MessageSink, SqsProducer};
 use shared::store::DynamoStore;
 
@@ -48,6 +52,9 @@ async fn fire(s: &Scheduler, input: Value) -> Result<Value, Error> {
     let fired = chrono::Utc::now();
     if input.job == SIGNIFICANCE_SWEEP {
         return sweep(s, &input, fired).await;
+    }
+    if input.job == REMINDER_SWEEP {
+        return reminder_sweep(s, &input, fired).await;
     }
     let message = job_message(&input, fired)?;
     let body = serde_json::to_string(&message)?;
@@ -96,4 +103,39 @@ async fn sweep(
         "significance sweep"
     );
     Ok(serde_json::json!({ "running": running.len(), "enqueued": due }))
+}
+
+/// The due-time sweep: one dispatch job per user with a reminder due at `now` (planned, or a
+/// send whose confirmation is owed). The dispatch re-reads everything, so a duplicate or
+/// overlapping sweep only costs a job that finds nothing to send.
+async fn reminder_sweep(
+    s: &Scheduler,
+    input: &ScheduleInput,
+    fired: chrono::DateTime<chrono::Utc>,
+) -> Result<Value, Error> {
+    let now = effective_now(input, fired)?;
+    let nudges = Nudges {
+        store: &s.store,
+        sink: &s.producer,
+        outbox_url: &s.config.outbox_queue_url,
+        settings: &s.config.nudges,
+        shards: s.config.aggregate_shards,
+        dedupe_ttl_days: s.config.dedupe_ttl_days,
+    };
+    let users = nudges.due_users(now).await?;
+    let due: Vec<_> = users
+        .iter()
+        .map(|u| reminder_dispatch_message(u, now))
+        .collect();
+    let bodies = due
+        .iter()
+        .map(serde_json::to_string)
+        .collect::<Result<Vec<_>, _>>()?;
+    if !bodies.is_empty() {
+        let sink: &dyn MessageSink = &s.producer;
+        sink.send_all(&s.config.jobs_queue_url, bodies, None)
+            .await?;
+    }
+    tracing::info!(users = due.len(), "reminder sweep");
+    Ok(serde_json::json!({ "enqueued": due }))
 }

@@ -1,5 +1,6 @@
 //! worker-events: folds queued events exactly once into profiles and daily aggregates, and
-//! into the sufficient statistics of every experiment their users are assigned to.
+//! into the sufficient statistics of every experiment their users are assigned to; then
+//! applies them to nudges (trial reminders, prompts, outcomes).
 //! `main.rs` wires the clients; tests drive [`handle`] with SQS events against the emulator.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +11,7 @@ use shared::experiments::fold::{
     self as metric_fold, MetricFoldError, MetricFoldSettings, MetricStore,
 };
 use shared::ingest::{fold_events, IngestError, IngestSettings, IngestStore};
+use shared::nudges::service::{NudgeError, Nudges};
 use shared::queue::{for_each_record, EventsMessage, RecordFailure};
 use shared::telemetry::{Metrics, Unit};
 
@@ -22,6 +24,15 @@ pub enum RecordError {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Metrics(#[from] MetricFoldError),
+    #[error(transparent)]
+    Nudges(#[from] NudgeError),
+}
+
+/// The nudge step run after both folds: trial planning and cancellation, prompt evaluation,
+/// nudge outcomes (see `shared::nudges::service`).
+pub struct NudgeStep<'a> {
+    pub nudges: Nudges<'a>,
+    pub default_trial_days: u32,
 }
 
 impl RecordFailure for RecordError {
@@ -32,6 +43,10 @@ impl RecordFailure for RecordError {
             RecordError::Ingest(IngestError::Contended { .. }) => "contended",
             RecordError::Metrics(MetricFoldError::Store(_)) => "store_error",
             RecordError::Metrics(MetricFoldError::Contended { .. }) => "contended",
+            RecordError::Nudges(NudgeError::Store(_)) => "store_error",
+            RecordError::Nudges(NudgeError::Queue(_)) => "queue_error",
+            RecordError::Nudges(NudgeError::Contended(_)) => "contended",
+            RecordError::Nudges(_) => "nudge_error",
         }
     }
 }
@@ -40,6 +55,7 @@ impl RecordFailure for RecordError {
 pub async fn handle<S: IngestStore + MetricStore>(
     store: &S,
     settings: &IngestSettings,
+    nudges: Option<&NudgeStep<'_>>,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     let (applied, duplicates) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -59,12 +75,22 @@ pub async fn handle<S: IngestStore + MetricStore>(
                 shards: settings.aggregate_shards,
             };
             let metrics = metric_fold::fold_events(store, &events, metric_settings, now).await?;
+            // Third, nudges: every step there is idempotent too.
+            let nudge_report = match nudges {
+                Some(step) => Some(
+                    step.nudges
+                        .apply_events(&events, step.default_trial_days, now)
+                        .await?,
+                ),
+                None => None,
+            };
             tracing::info!(
                 applied = report.applied,
                 duplicates = report.duplicates,
                 commits = report.commits,
                 conflicts = report.conflicts,
                 experiment_observations = metrics.applied,
+                nudges = ?nudge_report,
                 "record folded"
             );
             applied.fetch_add(report.applied, Ordering::Relaxed);

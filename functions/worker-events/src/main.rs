@@ -1,5 +1,7 @@
 //! worker-events: wires the store and runs [`worker_events::handle`] on each SQS batch.
 
+#![recursion_limit = "512"]
+
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -7,23 +9,37 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 use shared::config::Config;
 use shared::ingest::IngestSettings;
+use shared::nudges::service::Nudges;
+use shared::queue::SqsProducer;
 use shared::store::DynamoStore;
+use worker_events::NudgeStep;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init();
     let config = Config::from_env()?;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = Arc::new(DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&aws),
-        &config.table_name,
-    ));
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.table_name);
+    let producer = SqsProducer::new(aws_sdk_sqs::Client::new(&aws));
     let settings = IngestSettings::from_config(&config);
+    let state = Arc::new((store, producer, config, settings));
     shared::telemetry::cold_start("worker-events");
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let store = store.clone();
+        let state = state.clone();
         async move {
-            Ok::<_, Error>(worker_events::handle(store.as_ref(), &settings, event.payload).await)
+            let (store, producer, config, settings) = state.as_ref();
+            let step = NudgeStep {
+                nudges: Nudges {
+                    store,
+                    sink: producer,
+                    outbox_url: &config.outbox_queue_url,
+                    settings: &config.nudges,
+                    shards: config.aggregate_shards,
+                    dedupe_ttl_days: config.dedupe_ttl_days,
+                },
+                default_trial_days: config.default_trial_days,
+            };
+            Ok::<_, Error>(worker_events::handle(store, settings, Some(&step), event.payload).await)
         }
     }))
     .await

@@ -10,7 +10,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 use shared::config::Config;
 use shared::experiments::runner::{run_check, CheckError, CheckRun};
-use shared::jobs::{DlqDepth, DlqReport, DLQ_WATCH, SIGNIFICANCE_CHECK};
+use shared::jobs::{DlqDepth, DlqReport, DLQ_WATCH, REMINDER_DISPATCH, SIGNIFICANCE_CHECK};
+use shared::nudges::service::{NudgeError, Nudges};
 use shared::queue::{for_each_record, JobMessage, RecordFailure, SqsProducer};
 use shared::store::DynamoStore;
 use shared::telemetry::{Metrics, Unit};
@@ -35,6 +36,8 @@ enum JobFailure {
     BadParams(String),
     #[error(transparent)]
     Check(#[from] CheckError),
+    #[error(transparent)]
+    Nudge(#[from] NudgeError),
 }
 
 impl RecordFailure for JobFailure {
@@ -49,6 +52,10 @@ impl RecordFailure for JobFailure {
             JobFailure::Check(CheckError::Queue(_)) => "queue_error",
             JobFailure::Check(CheckError::Analysis(_)) => "analysis_error",
             JobFailure::Check(CheckError::Contended(_)) => "contended",
+            JobFailure::Nudge(NudgeError::Store(_)) => "store_error",
+            JobFailure::Nudge(NudgeError::Queue(_)) => "queue_error",
+            JobFailure::Nudge(NudgeError::Contended(_)) => "contended",
+            JobFailure::Nudge(_) => "nudge_error",
         }
     }
 }
@@ -84,6 +91,7 @@ async fn run_record(jobs: &Jobs, body: &str) -> Result<(), JobFailure> {
     match job.job.as_str() {
         DLQ_WATCH => dlq_watch(jobs, &job).await,
         SIGNIFICANCE_CHECK => significance_check(jobs, &job).await,
+        REMINDER_DISPATCH => reminder_dispatch(jobs, &job).await,
         other => Err(JobFailure::Unknown(other.to_string())),
     }
 }
@@ -133,6 +141,48 @@ async fn significance_check(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFail
                 .emit();
         }
     }
+    Ok(())
+}
+
+/// Sends one user's due trial reminders within their caps, exactly once (see
+/// `shared::nudges::service`). `params.now` is the sweep's time.
+async fn reminder_dispatch(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailure> {
+    let user_id = job
+        .params
+        .get("user_id")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| JobFailure::BadParams("params.user_id is required".into()))?;
+    let now = job
+        .params
+        .get("now")
+        .and_then(|v| v.as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(chrono::Utc::now);
+    let nudges = Nudges {
+        store: &jobs.store,
+        sink: &jobs.producer,
+        outbox_url: &jobs.config.outbox_queue_url,
+        settings: &jobs.config.nudges,
+        shards: jobs.config.aggregate_shards,
+        dedupe_ttl_days: jobs.config.dedupe_ttl_days,
+    };
+    let report = nudges.dispatch_user(user_id, now, &job.job_id).await?;
+    tracing::info!(
+        user_id,
+        sent = report.sent.len(),
+        resent = report.resent.len(),
+        deferred = report.deferred.len(),
+        skipped = report.skipped.len(),
+        "reminders dispatched"
+    );
+    Metrics::new("worker-jobs")
+        .value(
+            "RemindersSent",
+            (report.sent.len() + report.resent.len()) as f64,
+            Unit::Count,
+        )
+        .emit();
     Ok(())
 }
 

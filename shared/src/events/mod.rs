@@ -255,6 +255,15 @@ pub enum NudgeKind {
 }
 
 impl NudgeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NudgeKind::Reminder => "reminder",
+            NudgeKind::Prompt => "prompt",
+            NudgeKind::SocialProof => "social_proof",
+            NudgeKind::Offer => "offer",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<NudgeKind> {
         match s {
             "reminder" => Some(NudgeKind::Reminder),

@@ -109,6 +109,7 @@ pub fn problem_for(error: &ApiError) -> Problem {
         ApiError::Conflict(what) => {
             Problem::new(StatusCode::CONFLICT, "conflict", "Conflict", what.clone())
         }
+        ApiError::Gone(what) => Problem::new(StatusCode::GONE, "gone", "Gone", what.clone()),
         ApiError::AllRejected(rejected) => {
             let mut p = Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

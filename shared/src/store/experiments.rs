@@ -61,7 +61,7 @@ pub enum Created {
     Exists,
 }
 
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<AttributeValue, StoreError> {
+pub(super) fn encode<T: Serialize>(key: &str, value: &T) -> Result<AttributeValue, StoreError> {
     serde_json::to_string(value)
         .map(s)
         .map_err(|e| StoreError::Encode {
@@ -70,7 +70,9 @@ fn encode<T: Serialize>(key: &str, value: &T) -> Result<AttributeValue, StoreErr
         })
 }
 
-fn decode<T: DeserializeOwned>(item: &HashMap<String, AttributeValue>) -> Result<T, StoreError> {
+pub(super) fn decode<T: DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<T, StoreError> {
     let key = item
         .get("pk")
         .and_then(|v| v.as_s().ok())
@@ -153,7 +155,7 @@ fn cancellation(
     }
 }
 
-fn put(
+pub(super) fn put(
     table: &str,
     item: HashMap<String, AttributeValue>,
     condition: Option<(&str, Vec<(&str, AttributeValue)>)>,
@@ -171,7 +173,7 @@ fn put(
     Ok(TransactWriteItem::builder().put(p).build())
 }
 
-fn add_update(
+pub(super) fn add_update(
     table: &str,
     pk: String,
     sk: String,
@@ -212,7 +214,7 @@ impl DynamoStore {
     /// Runs a transaction. A failed condition is `Conflict` (the caller re-reads); a
     /// cancellation only by conflicts with concurrent transactions on the same items (hot
     /// shard items) is retried here with backoff, as the same writes are still right.
-    async fn transact(
+    pub(super) async fn transact(
         &self,
         writes: Vec<TransactWriteItem>,
         bytes: &[usize],
@@ -251,7 +253,7 @@ impl DynamoStore {
         }
     }
 
-    async fn query_all(
+    pub(super) async fn query_all(
         &self,
         index: Option<&str>,
         key_condition: &str,

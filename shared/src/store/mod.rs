@@ -2,6 +2,7 @@
 
 mod experiments;
 mod items;
+mod nudges;
 mod stats_counter;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,6 +20,7 @@ use crate::stats::DailyStats;
 
 pub use experiments::{xkeys, Created};
 pub use items::{item_size, keys};
+pub use nudges::{nkeys, DocWrite, Expect, Versioned};
 pub use stats_counter::{StoreStats, StoreStatsSnapshot};
 
 /// A DynamoDB-backed store. Cheap to clone; build one per cold start.
@@ -96,6 +98,15 @@ impl DynamoStore {
 
     /// The counters of one day, summed over its shards.
     pub async fn daily_stats(&self, day: NaiveDate) -> Result<DailyStats, StoreError> {
+        let totals = self.daily_counters(day).await?;
+        Ok(DailyStats::from_counters(day, &totals))
+    }
+
+    /// The raw counters of one day, summed over its shards.
+    pub async fn daily_counters(
+        &self,
+        day: NaiveDate,
+    ) -> Result<BTreeMap<String, i64>, StoreError> {
         let mut totals: BTreeMap<String, i64> = BTreeMap::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -119,7 +130,7 @@ impl DynamoStore {
                 _ => break,
             }
         }
-        Ok(DailyStats::from_counters(day, &totals))
+        Ok(totals)
     }
 
     /// Stores a JSON document under `pk = OPS`, `sk = <name>` (operational state).

@@ -59,7 +59,7 @@ async fn a_poison_record_fails_alone_and_the_rest_is_folded_once() {
     ]})
     .to_string();
     let event = sqs_event(&[good.clone(), "{not an events message".to_string(), good]);
-    let response = worker_events::handle(&store, &settings(), event).await;
+    let response = worker_events::handle(&store, &settings(), None, event).await;
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()
