@@ -57,7 +57,7 @@ async fn an_experiment_runs_from_draft_to_a_scheduled_conclusion() {
     let definition = json!({
         "key": key,
         "name": "Upgrade prompt design",
-        "test_type": "prompt_design",
+        "test_type": "custom",
         "variants": [{"key": "control"}, {"key": "bold", "config": {"style": "bold"}}],
         "primary_metric": {"name": "upgraded", "kind": "proportion", "event": "subscription_started"},
         "min_sample_per_variant": 500,

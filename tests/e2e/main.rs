@@ -7,3 +7,4 @@ mod dlq;
 mod experiments;
 mod ingest;
 mod jobs;
+mod nudges;
