@@ -771,7 +771,42 @@ pub fn revalidate(d: &Definition) -> Vec<FieldError> {
     }
     check_metric_names(&mut p, d);
     check_settings(&mut p, d);
+    check_nudge_configs(&mut p, d);
     p.0
+}
+
+/// The variant config keys a nudge experiment acts on must be usable: `offsets_hours` of a
+/// `timing` test, `templates` of a `messaging` test, the design fields of a `prompt_design`
+/// or `cta_design` test. Other keys are the client's own and are left alone.
+fn check_nudge_configs(p: &mut Problems, d: &Definition) {
+    use crate::nudges::{usage, variants};
+    for (i, v) in d.variants.iter().enumerate() {
+        let errors = match d.test_type {
+            TestType::Timing => variants::timing_override(&v.config)
+                .err()
+                .unwrap_or_default(),
+            TestType::Messaging => variants::messaging_override(&v.config)
+                .err()
+                .unwrap_or_default(),
+            TestType::PromptDesign | TestType::CtaDesign => {
+                let known: serde_json::Map<String, Value> = v
+                    .config
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, _)| usage::DESIGN_FIELDS.iter().any(|(f, _)| f == k))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                usage::validate_design_config(&Value::Object(known))
+            }
+            _ => Vec::new(),
+        };
+        for e in errors {
+            p.add(&format!("variants[{i}].{}", e.field), &e.message);
+        }
+    }
 }
 
 /// The variants and metrics of an update, built and validated like creation's.
@@ -890,6 +925,35 @@ mod tests {
         assert_eq!(d.check_interval_minutes, 60);
         assert!(!d.auto_stop);
         assert_eq!(d.variants[0].name, "control");
+    }
+
+    #[test]
+    fn given_a_nudge_experiment_when_its_variant_config_is_unusable_then_the_key_is_named() {
+        let mut body = minimal();
+        body["test_type"] = json!("timing");
+        body["variants"][1]["config"] = json!({"offsets_hours": [48, 0], "color": "green"});
+        let errors = create(body).unwrap_err();
+        assert_eq!(
+            errors[0].field, "variants[1].config.offsets_hours[1]",
+            "{errors:?}"
+        );
+
+        let mut body = minimal();
+        body["test_type"] = json!("messaging");
+        body["variants"][1]["config"] = json!({"templates": {"trial_expiry": "{nope} left"}});
+        let errors = create(body).unwrap_err();
+        assert_eq!(errors[0].field, "variants[1].config.templates.trial_expiry");
+
+        let mut body = minimal();
+        body["variants"][1]["config"] = json!({"cta_text": "{bogus}", "color": "green"});
+        let errors = create(body).unwrap_err();
+        assert!(
+            errors[0].field.starts_with("variants[1].config.cta_text"),
+            "{errors:?}"
+        );
+
+        // Keys a nudge does not read are the client's own.
+        assert!(create(minimal()).is_ok());
     }
 
     #[test]

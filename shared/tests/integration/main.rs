@@ -5,4 +5,5 @@ mod support;
 
 mod exactly_once;
 mod experiments;
+mod nudges;
 mod store;

@@ -2,8 +2,11 @@ use std::sync::Arc;
 
 use api_nudges::{router, AppState};
 use axum::Router;
+use chrono::Utc;
 use serde_json::Value;
 use shared::auth::Role;
+use shared::events::Event;
+use shared::ingest::{fold_events, IngestSettings};
 use shared::queue::SqsProducer;
 use shared::store::DynamoStore;
 
@@ -53,6 +56,22 @@ impl TestApp {
         self.token(Role::Service, "svc-1")
     }
 
+    /// A user token for `sub`.
+    pub fn user(&self, sub: &str) -> String {
+        self.token(Role::User, sub)
+    }
+
+    /// Folds `events` into the stored profiles as worker-events does (same settings), as of
+    /// now; every event must be applied.
+    pub async fn fold(&self, events: Vec<Event>) {
+        let settings = IngestSettings::from_config(&http_app::config(self.store.table()));
+        let count = events.len();
+        let report = fold_events(&self.store, events, &settings, Utc::now())
+            .await
+            .expect("fold");
+        assert_eq!(report.applied, count, "{report:?}");
+    }
+
     pub async fn call(
         &self,
         method: &str,
@@ -63,4 +82,16 @@ impl TestApp {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         http_app::call(&self.router, method, path, token, body).await
     }
+}
+
+/// One request through a clone of the router, for callers in spawned tasks.
+pub async fn call_router(
+    router: Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, String, Value) {
+    let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    http_app::call(&router, method, path, token, body).await
 }
