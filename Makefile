@@ -36,7 +36,7 @@ build: setup
 	cargo build --workspace --all-targets
 
 run: build
-	$(TIERUP) local up
+	$(TIERUP) local up --demo
 
 fmt:
 	cargo fmt --all -- --check

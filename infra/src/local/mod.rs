@@ -58,6 +58,9 @@ pub struct UpArgs {
     /// Do not rebuild and reload functions when the code changes (`--ignore-changes`)
     #[arg(long)]
     pub no_watch: bool,
+    /// Load the demo data set (infra/demo: the social proof testimonials) into an empty catalog
+    #[arg(long)]
+    pub demo: bool,
 }
 
 /// moto's server with tierup's fixes (thread safety, transaction cost), run with the python3
@@ -116,6 +119,9 @@ async fn run(
         queues = physical.queues.len(),
         "resources ready"
     );
+    if args.demo {
+        seed_demo(paths, &emulator, &physical).await?;
+    }
     let function_env = function_environment(template, &physical, key, &endpoint)?;
     write_file(&paths.functions_env(), &render_env_file(&function_env)?)?;
     start_watch(paths, args, supervisor).await?;
@@ -149,6 +155,49 @@ async fn start_moto(paths: &Paths, port: u16, supervisor: &mut Supervisor) -> Re
     let log = paths.logs().join("moto.log");
     supervisor.spawn("moto", &program, &args, &paths.root, &log)?;
     until_listening(supervisor, port, "moto").await
+}
+
+/// Loads the demo social proof catalog (`infra/demo/social_proof.json`) through the same
+/// validation the admin API applies, unless the catalog already holds proofs. Demo data,
+/// nothing more: `make test` does not load it.
+async fn seed_demo(
+    paths: &Paths,
+    emulator: &Emulator,
+    physical: &Physical,
+) -> Result<()> {
+    let file = paths.root.join("infra/demo/social_proof.json");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("reading {}", file.display()))?;
+    let proofs: Vec<serde_json::Value> =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
+    let table = physical
+        .tables
+        .values()
+        .next()
+        .ok_or_else(|| anyhow!("the template declares no table"))?;
+    let store = shared::store::DynamoStore::new(emulator.dynamodb.clone(), table);
+    let producer = shared::queue::SqsProducer::new(emulator.sqs.clone());
+    let settings = shared::nudges::NudgeSettings::default();
+    let nudges = shared::nudges::service::Nudges {
+        store: &store,
+        sink: &producer,
+        outbox_url: "",
+        settings: &settings,
+        shards: 1,
+        dedupe_ttl_days: 1,
+    };
+    if !nudges.list_proofs().await?.is_empty() {
+        info!("the social proof catalog is not empty; demo data not loaded");
+        return Ok(());
+    }
+    for p in &proofs {
+        nudges
+            .create_proof(p, chrono::Utc::now())
+            .await
+            .map_err(|e| anyhow!("demo proof {p}: {e:?}"))?;
+    }
+    info!(proofs = proofs.len(), "demo social proof loaded");
+    Ok(())
 }
 
 async fn emulator_clients(endpoint: &str) -> Emulator {
