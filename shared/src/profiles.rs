@@ -127,6 +127,9 @@ pub struct Profile {
     pub event_count: u64,
     #[serde(default)]
     pub events_by_type: BTreeMap<String, u64>,
+    /// Nudge outcomes the user reported, by `<nudge_kind>#<shown|clicked|converted>`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub nudge_outcomes: BTreeMap<String, u64>,
 }
 
 /// One counter increment of a daily aggregate.
@@ -294,14 +297,17 @@ impl Profile {
             EventBody::PaymentSucceeded(p) => {
                 segment_counter(format!("rev#{}", p.currency), p.amount_minor)
             }
-            EventBody::NudgeShown(o) => {
-                segment_counter(format!("nudge#{}#shown", o.nudge_kind.as_str()), 1)
-            }
-            EventBody::NudgeClicked(o) => {
-                segment_counter(format!("nudge#{}#clicked", o.nudge_kind.as_str()), 1)
-            }
-            EventBody::NudgeConverted(o) => {
-                segment_counter(format!("nudge#{}#converted", o.nudge_kind.as_str()), 1)
+            EventBody::NudgeShown(o)
+            | EventBody::NudgeClicked(o)
+            | EventBody::NudgeConverted(o) => {
+                let what = match &event.body {
+                    EventBody::NudgeShown(_) => "shown",
+                    EventBody::NudgeClicked(_) => "clicked",
+                    _ => "converted",
+                };
+                let key = format!("{}#{what}", o.nudge_kind.as_str());
+                *self.nudge_outcomes.entry(key.clone()).or_default() += 1;
+                segment_counter(format!("nudge#{key}"), 1)
             }
             _ => {}
         }

@@ -177,11 +177,15 @@ async fn plan_trial(
         .and_then(|p| p.trial.as_ref())
         .map(|t| &t.value);
     let now = Utc::now();
-    let started_at = req
-        .started_at
-        .or(known.map(|t| t.started_at))
-        .unwrap_or(now);
     let mut errors = Vec::new();
+    // The start names the trial, so a retried request plans the same one.
+    let started_at = req.started_at.or(known.map(|t| t.started_at));
+    if started_at.is_none() {
+        errors.push(FieldError::new(
+            "started_at",
+            "is required: the user's profile has no trial",
+        ));
+    }
     let ends_at = req.trial_ends_at.or(known.map(|t| t.ends_at));
     if ends_at.is_none() {
         errors.push(FieldError::new(
@@ -202,7 +206,8 @@ async fn plan_trial(
             errors.push(FieldError::new(field, "must be at most 64 characters"));
         }
     }
-    let Some(ends_at) = ends_at.filter(|_| errors.is_empty()) else {
+    let (Some(started_at), Some(ends_at)) = (started_at, ends_at.filter(|_| errors.is_empty()))
+    else {
         return Err(ApiError::Validation(errors));
     };
     if ends_at <= now {

@@ -160,14 +160,10 @@ async fn start_moto(paths: &Paths, port: u16, supervisor: &mut Supervisor) -> Re
 /// Loads the demo social proof catalog (`infra/demo/social_proof.json`) through the same
 /// validation the admin API applies, unless the catalog already holds proofs. Demo data,
 /// nothing more: `make test` does not load it.
-async fn seed_demo(
-    paths: &Paths,
-    emulator: &Emulator,
-    physical: &Physical,
-) -> Result<()> {
+async fn seed_demo(paths: &Paths, emulator: &Emulator, physical: &Physical) -> Result<()> {
     let file = paths.root.join("infra/demo/social_proof.json");
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
     let proofs: Vec<serde_json::Value> =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
     let table = physical

@@ -82,6 +82,18 @@ impl TestApp {
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
         http_app::call(&self.router, method, path, token, body).await
     }
+
+    /// `GET path` with `token`: the status and the JSON body.
+    pub async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        let (status, _, body) = self.call("GET", path, Some(token), None).await;
+        (status, body)
+    }
+
+    /// `POST path` with `token` and an optional JSON body: the status and the JSON body.
+    pub async fn post(&self, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let (status, _, body) = self.call("POST", path, Some(token), body).await;
+        (status, body)
+    }
 }
 
 /// One request through a clone of the router, for callers in spawned tasks.

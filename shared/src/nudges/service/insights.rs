@@ -146,6 +146,7 @@ impl Nudges<'_> {
             .iter()
             .filter(|p| served.iter().any(|(id, _)| *id == p.proof_id))
             .collect();
+        let outcome = |key: &str| profile.nudge_outcomes.get(key).copied().unwrap_or(0);
         let counts_user = UserNudgeCounts {
             reminders_sent: status_count(ReminderStatus::Sent),
             reminders_skipped: status_count(ReminderStatus::Skipped),
@@ -155,13 +156,8 @@ impl Nudges<'_> {
             prompts_clicked: prompts.iter().filter(|p| p.clicked_at.is_some()).count() as u64,
             prompts_converted: prompts.iter().filter(|p| p.converted_at.is_some()).count() as u64,
             proofs_served: served.len() as u64,
-            proof_impressions: profile
-                .events_by_type
-                .get("nudge_shown")
-                .copied()
-                .unwrap_or(0)
-                .min(served.len() as u64 * 1_000),
-            proof_conversions: 0,
+            proof_impressions: outcome("social_proof#shown"),
+            proof_conversions: outcome("social_proof#converted"),
             offers_created: offers.len() as u64,
             offers_viewed: offers.iter().filter(|o| o.viewed_at.is_some()).count() as u64,
             offers_redeemed: offers.iter().filter(|o| o.redemptions > 0).count() as u64,
