@@ -319,3 +319,96 @@ async fn a_redelivered_social_proof_impression_counts_once() {
     assert_eq!(p.title, "Saved $2,500");
     assert_eq!((p.impressions, p.conversions), (1, 1));
 }
+
+/// Starts an experiment of `test_type` whose treatment variant carries `config`; `user` is
+/// bucketed into the treatment by a weight of 1 on it.
+async fn running_experiment(store: &DynamoStore, key: &str, test_type: &str, config: Value) {
+    use shared::experiments::lifecycle;
+    use shared::experiments::model::{parse_json, CreateRequest, Status};
+    let body = json!({
+        "key": key, "name": key, "test_type": test_type,
+        "variants": [{"key": "control"}, {"key": "treatment", "config": config}],
+        "weights": [0.0, 1.0],
+        "primary_metric": {"name": "upgraded", "kind": "proportion", "event": "subscription_started"}
+    });
+    let req: CreateRequest = parse_json(body.to_string().as_bytes()).unwrap();
+    let at = t("2026-11-01T00:00:00Z");
+    let (draft, audit) = lifecycle::create(req.into_definition().unwrap(), "admin-1", at);
+    store.create_experiment(&draft, &audit).await.unwrap();
+    let (started, audit) =
+        lifecycle::transition(&draft, Status::Running, None, "admin-1", at).unwrap();
+    store
+        .save_experiment(&started, draft.version, Some(&audit))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_timing_and_a_messaging_variant_shape_the_users_reminders() {
+    let f = Fixture::new().await;
+    running_experiment(
+        &f.store,
+        "reminder-timing",
+        "timing",
+        json!({"offsets_hours": [48, 6]}),
+    )
+    .await;
+    running_experiment(
+        &f.store,
+        "reminder-copy",
+        "messaging",
+        json!({"templates": {"trial_expiry": "Only {hours_left}h left on {plan}!"}}),
+    )
+    .await;
+    let view = f
+        .nudges()
+        .plan_trial(
+            "shaped",
+            TrialSpec {
+                started_at: t("2026-11-10T12:00:00Z"),
+                ends_at: t("2026-11-24T15:00:00Z"),
+                plan: "mid_monthly".into(),
+                tier: "mid".into(),
+            },
+            t("2026-11-10T12:00:00Z"),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = view
+        .reminders
+        .iter()
+        .map(|r| r.reminder_id.as_str())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "20261110T120000Z:trial_expiry:48h",
+            "20261110T120000Z:trial_expiry:6h"
+        ]
+    );
+    let tag = view.trial.timing.as_ref().unwrap();
+    assert_eq!(
+        (tag.key.as_str(), tag.variant.as_str()),
+        ("reminder-timing", "treatment")
+    );
+    assert_eq!(view.trial.messaging.as_ref().unwrap().key, "reminder-copy");
+    // The user was assigned (and exposed) like any other.
+    use shared::experiments::fold::MetricStore;
+    let a = f
+        .store
+        .assignment("reminder-timing", "shaped")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a.variant_key, "treatment");
+
+    // The 48 h reminder renders the messaging variant's template.
+    let report = f
+        .nudges()
+        .dispatch_user("shaped", t("2026-11-22T15:00:00Z"), "j")
+        .await
+        .unwrap();
+    assert_eq!(report.sent.len(), 1);
+    let messages = drain(&f.sqs, &f.url).await;
+    assert_eq!(messages[0].1["message"], "Only 48h left on mid_monthly!");
+}
