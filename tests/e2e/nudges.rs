@@ -161,7 +161,7 @@ impl Run<'_> {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let mut sent = Vec::new();
         for (id, m) in drain_outbox(&self.sqs, &self.outbox, &self.user).await {
-            if m["kind"] == "trial_reminder" {
+            if m["type"] == "trial_reminder" {
                 sent.push(m.clone());
             }
             self.seen.insert(id, m);
@@ -372,7 +372,7 @@ async fn a_trial_gets_its_reminders_at_their_times_within_every_cap_and_a_conver
     let reminders: Vec<&Value> = run
         .seen
         .values()
-        .filter(|m| m["kind"] == "trial_reminder")
+        .filter(|m| m["type"] == "trial_reminder")
         .collect();
     let ids: BTreeSet<&str> = reminders
         .iter()
@@ -398,7 +398,7 @@ async fn a_trial_gets_its_reminders_at_their_times_within_every_cap_and_a_conver
     let prompt_messages = run
         .seen
         .values()
-        .filter(|m| m["kind"] == "upgrade_prompt")
+        .filter(|m| m["type"] == "upgrade_prompt")
         .count();
     assert!(prompt_messages <= 1, "the prompt reached the outbox twice");
 }

@@ -367,7 +367,14 @@ async fn user_social_proof(
     }
     let proofs = state
         .nudges()
-        .proofs_for_user(&user_id, feature, goals, Utc::now())
+        // An admin previews: what they see is not recorded against the user's rotation.
+        .proofs_for_user(
+            &user_id,
+            feature,
+            goals,
+            caller.role != Role::Admin,
+            Utc::now(),
+        )
         .await?;
     Ok(Json(json!({ "user_id": user_id, "social_proof": proofs })).into_response())
 }

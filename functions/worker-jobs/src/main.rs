@@ -144,6 +144,9 @@ async fn significance_check(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFail
     Ok(())
 }
 
+/// A dispatch job older than this runs as of the wall clock.
+const LATE_DISPATCH_MINUTES: i64 = 5;
+
 /// Sends one user's due trial reminders within their caps, exactly once (see
 /// `shared::nudges::service`). `params.now` is the sweep's time.
 async fn reminder_dispatch(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailure> {
@@ -159,6 +162,15 @@ async fn reminder_dispatch(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailu
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&chrono::Utc))
         .unwrap_or_else(chrono::Utc::now);
+    // A job delivered late (say, redriven from the DLQ hours later) runs as of the real time,
+    // so quiet hours, caps and "hours left" are judged when the message really leaves; an
+    // injected later time (a test or replay of the future) is kept.
+    let wall = chrono::Utc::now();
+    let now = if now < wall - chrono::Duration::minutes(LATE_DISPATCH_MINUTES) {
+        wall
+    } else {
+        now
+    };
     let nudges = Nudges {
         store: &jobs.store,
         sink: &jobs.producer,

@@ -789,22 +789,13 @@ fn check_nudge_configs(p: &mut Problems, d: &Definition) {
                 .err()
                 .unwrap_or_default(),
             TestType::PromptDesign | TestType::CtaDesign => {
-                let known: serde_json::Map<String, Value> = v
-                    .config
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|(k, _)| usage::DESIGN_FIELDS.iter().any(|(f, _)| f == k))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                usage::validate_design_config(&Value::Object(known))
+                usage::validate_design_config(&crate::nudges::service::design_keys(&v.config))
             }
+            TestType::OfferType => crate::nudges::variants::offer_config_problems(&v.config),
             _ => Vec::new(),
         };
         for e in errors {
-            p.add(&format!("variants[{i}].{}", e.field), &e.message);
+            p.add(format!("variants[{i}].{}", e.field), e.message);
         }
     }
 }

@@ -160,7 +160,10 @@ pub fn paid_tier(p: &Profile) -> String {
         {
             s.tier.clone()
         }
-        _ => match p.tier.as_ref() {
+        // Trialing, cancelled, expired: nothing paid now.
+        Some(_) => "free".to_string(),
+        // Never subscribed: the tier the app reports (identify), if any.
+        None => match p.tier.as_ref() {
             Some(t) if p.trial.is_none() => t.value.clone(),
             _ => "free".to_string(),
         },

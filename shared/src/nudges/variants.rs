@@ -93,6 +93,45 @@ pub fn messaging_override(
     }
 }
 
+/// Problems with the keys an `offer_type` variant may set: `offer_type` (an offer type),
+/// `discount_value` (a whole number) or `position` (0..=1 within the path's range), not both.
+/// Whether a value fits a tier path's range is known only when the offer is made.
+pub fn offer_config_problems(config: &Value) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if let Some(v) = config.get("offer_type") {
+        if v.as_str()
+            .and_then(super::offers::OfferType::parse)
+            .is_none()
+        {
+            errors.push(FieldError::new(
+                "config.offer_type",
+                "must be one of percentage_discount, fixed_discount, free_months, feature_upgrade, bonus_features, early_access",
+            ));
+        }
+    }
+    let value = config.get("discount_value");
+    let position = config.get("position");
+    if value.is_some_and(|v| v.as_u64().is_none()) {
+        errors.push(FieldError::new(
+            "config.discount_value",
+            "must be a whole number",
+        ));
+    }
+    if position.is_some_and(|p| !p.as_f64().is_some_and(|x| (0.0..=1.0).contains(&x))) {
+        errors.push(FieldError::new(
+            "config.position",
+            "must be a number in 0..=1",
+        ));
+    }
+    if value.is_some() && position.is_some() {
+        errors.push(FieldError::new(
+            "config",
+            "set discount_value or position, not both",
+        ));
+    }
+    errors
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +147,30 @@ mod tests {
         let err = timing_override(&json!({"offsets_hours": [48, 0, 48]})).unwrap_err();
         assert_eq!(err[0].field, "config.offsets_hours[1]");
         assert_eq!(err[1].field, "config.offsets_hours[2]");
+    }
+
+    #[test]
+    fn an_offer_variant_names_its_bad_keys() {
+        assert!(
+            offer_config_problems(&json!({"offer_type": "free_months", "position": 0.5}))
+                .is_empty()
+        );
+        assert!(offer_config_problems(&json!({"headline": "x"})).is_empty());
+        let fields: Vec<String> = offer_config_problems(
+            &json!({"offer_type": "cashback", "discount_value": 2.5, "position": 3}),
+        )
+        .into_iter()
+        .map(|e| e.field)
+        .collect();
+        assert_eq!(
+            fields,
+            [
+                "config.offer_type",
+                "config.discount_value",
+                "config.position",
+                "config"
+            ]
+        );
     }
 
     #[test]

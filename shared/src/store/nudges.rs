@@ -190,8 +190,9 @@ impl DynamoStore {
         sk: &str,
     ) -> Result<Option<Versioned<T>>, StoreError> {
         match self.get(pk.to_string(), sk).await? {
-            None => Ok(None),
-            Some(item) => versioned(&item).map(Some),
+            // A counter `ADD` that reached a deleted item leaves a stub without a document.
+            Some(item) if item.contains_key("doc") => versioned(&item).map(Some),
+            _ => Ok(None),
         }
     }
 

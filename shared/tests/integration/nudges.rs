@@ -133,10 +133,10 @@ async fn racing_dispatches_send_each_due_reminder_exactly_once() {
     let messages = drain(&f.sqs, &f.url).await;
     assert_eq!(messages.len(), 1, "{messages:?}");
     let m = &messages[0].1;
-    assert_eq!(m["kind"], "trial_reminder");
+    assert_eq!(m["type"], "trial_reminder");
     assert_eq!(
         m["message_id"],
-        "reminder:20261110T120000Z:trial_expiry:24h"
+        "reminder:racer:20261110T120000Z:trial_expiry:24h"
     );
     assert_eq!(m["sent_at"], "2026-11-23T15:00:30Z");
 
@@ -207,7 +207,7 @@ async fn a_send_left_unconfirmed_by_a_crash_goes_out_again_with_the_same_message
     assert_eq!(messages.len(), 1);
     assert_eq!(
         messages[0].1["message_id"],
-        "reminder:20261110T120000Z:trial_expiry:24h"
+        "reminder:crashy:20261110T120000Z:trial_expiry:24h"
     );
     // Confirmed now: a second dispatch sends nothing more.
     let again = f

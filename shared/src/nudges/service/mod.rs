@@ -14,6 +14,7 @@ use serde_json::Value;
 
 pub use events::NudgeEventsReport;
 pub use offers::{CreateOffer, OfferAnswer, RedeemAnswer};
+pub(crate) use prompts::design_keys;
 pub use prompts::{Prompt, PromptEvaluation};
 pub use proofs::ServedProof;
 pub use trials::{DispatchReport, TrialRecord, TrialSpec, TrialState, TrialView};
@@ -58,7 +59,8 @@ impl From<NudgeError> for ApiError {
             NudgeError::Queue(e) => ApiError::Queue(e),
             NudgeError::Invalid(errors) => ApiError::Validation(errors),
             NudgeError::NotFound(m) => ApiError::NotFound(m),
-            NudgeError::Conflict(m) | NudgeError::Contended(m) => ApiError::Conflict(m),
+            NudgeError::Conflict(m) => ApiError::Conflict(m),
+            e @ NudgeError::Contended(_) => ApiError::Conflict(format!("{e}; retry")),
             NudgeError::Gone(m) => ApiError::Gone(m),
             NudgeError::Forbidden(m) => ApiError::Auth(crate::auth::AuthError::Forbidden(m)),
         }

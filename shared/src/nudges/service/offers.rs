@@ -101,44 +101,46 @@ impl Nudges<'_> {
                 offer: None,
             });
         }
-        let variant = self.variant_for(TestType::OfferType, &profile, now).await?;
-        let choice = match &variant {
-            Some(v) => Choice::Variant {
-                experiment: &v.experiment,
-                variant: &v.variant,
-                config: &v.config,
-            },
-            None => Choice::Deterministic {
-                user_id,
-                salt: "offer",
-            },
-        };
-        let terms = offers::terms(req.offer_type, &current, &target, choice, s)
-            .map_err(NudgeError::Invalid)?;
         let tz = signals::timezone(&profile).map(str::to_string);
         let day = local_date(
             now,
             tz.as_deref(),
             &self.settings.reminders.default_timezone,
         );
+        // The cap first, so a user who gets no offer is not exposed to an offer_type test.
+        if let Some(refused) = self.daily_cap_reached(user_id, day).await? {
+            return Ok(refused);
+        }
+        let variant = self.variant_for(TestType::OfferType, &profile, now).await?;
+        let deterministic = Choice::Deterministic {
+            user_id,
+            salt: "offer",
+        };
+        let terms = match &variant {
+            Some(v) => offers::terms(
+                req.offer_type,
+                &current,
+                &target,
+                Choice::Variant {
+                    experiment: &v.experiment,
+                    variant: &v.variant,
+                    config: &v.config,
+                },
+                s,
+            )
+            .or_else(|errors| {
+                // A variant value that does not fit this user's tier path: the per-user terms.
+                tracing::warn!(experiment = %v.experiment, ?errors, "offer variant config ignored");
+                offers::terms(req.offer_type, &current, &target, deterministic, s)
+            }),
+            None => offers::terms(req.offer_type, &current, &target, deterministic, s),
+        }
+        .map_err(NudgeError::Invalid)?;
         for _ in 0..ATTEMPTS {
-            let (mut ledger, ledger_version) = self.ledger(user_id).await?;
-            if ledger.sent_on(day) >= self.settings.reminders.daily_cap {
-                return Ok(OfferAnswer {
-                    user_id: user_id.to_string(),
-                    eligible: false,
-                    reasons: vec![IneligibleReason {
-                        code: "daily_cap".into(),
-                        message: format!(
-                            "{} nudges already reached the user on {day} (their timezone)",
-                            ledger.sent_on(day)
-                        ),
-                        value: ledger.sent_on(day).into(),
-                        required: format!("< {}", self.settings.reminders.daily_cap).into(),
-                    }],
-                    offer: None,
-                });
+            if let Some(refused) = self.daily_cap_reached(user_id, day).await? {
+                return Ok(refused);
             }
+            let (mut ledger, ledger_version) = self.ledger(user_id).await?;
             let entropy: [u8; 10] = rand::random();
             let code = offers::offer_code(&s.code_prefix, entropy);
             let offer = Offer {
@@ -189,6 +191,33 @@ impl Nudges<'_> {
             }
         }
         Err(NudgeError::Contended(format!("offers of {user_id}")))
+    }
+
+    /// The "not now" answer when the user's daily nudge cap is reached on `day`.
+    async fn daily_cap_reached(
+        &self,
+        user_id: &str,
+        day: chrono::NaiveDate,
+    ) -> Result<Option<OfferAnswer>, NudgeError> {
+        let (ledger, _) = self.ledger(user_id).await?;
+        let cap = self.settings.reminders.daily_cap;
+        if ledger.sent_on(day) < cap {
+            return Ok(None);
+        }
+        Ok(Some(OfferAnswer {
+            user_id: user_id.to_string(),
+            eligible: false,
+            reasons: vec![IneligibleReason {
+                code: "daily_cap".into(),
+                message: format!(
+                    "{} nudges already reached the user on {day} (their timezone); the cap is {cap}",
+                    ledger.sent_on(day)
+                ),
+                value: ledger.sent_on(day).into(),
+                required: format!("< {cap}").into(),
+            }],
+            offer: None,
+        }))
     }
 
     pub async fn get_offer(&self, code: &str) -> Result<Option<Offer>, NudgeError> {

@@ -138,11 +138,14 @@ impl Nudges<'_> {
                 return Ok(answer);
             }
             let variant = self.prompt_variant(&profile, now).await?;
+            // Only the design keys count; the rest of a variant config is the client's own.
+            let design_config = variant.as_ref().map(|v| design_keys(&v.config));
             let design = usage::design(
                 &draft,
                 variant
                     .as_ref()
-                    .map(|v| (v.experiment.as_str(), v.variant.as_str(), &v.config)),
+                    .zip(design_config.as_ref())
+                    .map(|(v, c)| (v.experiment.as_str(), v.variant.as_str(), c)),
             )
             .or_else(|errors| {
                 tracing::warn!(?errors, "prompt variant config ignored");
@@ -206,7 +209,7 @@ impl Nudges<'_> {
     async fn send_prompt(&self, p: &Prompt) -> Result<(), NudgeError> {
         let body = json!({
             "message_id": format!("prompt:{}:{}", p.user_id, p.prompt_id),
-            "kind": "upgrade_prompt",
+            "type": "upgrade_prompt",
             "user_id": p.user_id,
             "prompt_id": p.prompt_id,
             "trigger_feature": p.draft.trigger_feature,
@@ -300,4 +303,19 @@ fn not_created_json(r: &NotCreatedReason) -> serde_json::Value {
         m.insert("message".into(), r.message().into());
     }
     v
+}
+
+/// The design fields of a variant config (see [`usage::DESIGN_FIELDS`]).
+pub(crate) fn design_keys(config: &serde_json::Value) -> serde_json::Value {
+    serde_json::Value::Object(
+        config
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| usage::DESIGN_FIELDS.iter().any(|(f, _)| f == k))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
 }

@@ -133,12 +133,13 @@ impl Nudges<'_> {
 
     /// At most `max_proofs` approved proofs relevant to the user, none shown to them within
     /// the rotation window, ranked by Thompson sampling; each served proof is remembered for
-    /// the rotation.
+    /// the rotation unless `record` is off (an admin's preview).
     pub async fn proofs_for_user(
         &self,
         user_id: &str,
         feature: Option<String>,
         goals: Option<Vec<String>>,
+        record: bool,
         now: DateTime<Utc>,
     ) -> Result<Vec<ServedProof>, NudgeError> {
         let profile = self.profile(user_id).await?;
@@ -175,16 +176,18 @@ impl Nudges<'_> {
             let Some(p) = catalog.iter().find(|p| p.proof_id == r.proof_id) else {
                 continue;
             };
-            self.store
-                .put_plain(
-                    &keys::user(user_id),
-                    &nkeys::shown(&p.proof_id),
-                    &Shown {
-                        proof_id: p.proof_id.clone(),
-                        shown_at: now,
-                    },
-                )
-                .await?;
+            if record {
+                self.store
+                    .put_plain(
+                        &keys::user(user_id),
+                        &nkeys::shown(&p.proof_id),
+                        &Shown {
+                            proof_id: p.proof_id.clone(),
+                            shown_at: now,
+                        },
+                    )
+                    .await?;
+            }
             served.push(ServedProof {
                 proof: p.clone(),
                 ranking: r,

@@ -312,6 +312,7 @@ impl Nudges<'_> {
         if let Some(v) = self.variant_for(TestType::Timing, profile, now).await? {
             match crate::nudges::variants::timing_override(&v.config) {
                 Ok(offsets) => {
+                    // The control (no offsets) is tagged too: its users are in the test.
                     t.offsets_override = offsets;
                     t.timing = Some(ExperimentTag {
                         key: v.experiment,
@@ -370,7 +371,13 @@ impl Nudges<'_> {
             ),
             offsets_override: trial.offsets_override.clone(),
             templates_override: trial.templates_override.clone(),
-            experiment: trial.messaging.clone().or_else(|| trial.timing.clone()),
+            // A reminder carries one tag: the messaging test when it set templates, else the
+            // timing test (the trial record keeps both).
+            experiment: if trial.templates_override.is_empty() {
+                trial.timing.clone().or_else(|| trial.messaging.clone())
+            } else {
+                trial.messaging.clone()
+            },
         };
         // Planned reminders take up what is known about the user now (e.g. the feature they
         // came to use most); a concurrent change wins and is refreshed next time.
@@ -669,8 +676,8 @@ impl Nudges<'_> {
         trial: Option<&TrialRecord>,
     ) -> Result<(), NudgeError> {
         let body = json!({
-            "message_id": format!("reminder:{}", r.reminder_id),
-            "kind": "trial_reminder",
+            "message_id": format!("reminder:{}:{}", r.user_id, r.reminder_id),
+            "type": "trial_reminder",
             "user_id": r.user_id,
             "trial_id": r.trial_id,
             "trial_ends_at": trial.map(|t| t.ends_at),
