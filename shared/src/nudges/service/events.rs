@@ -44,6 +44,9 @@ impl Nudges<'_> {
         let mut report = NudgeEventsReport::default();
         for (user, mut list) in by_user {
             list.sort_by(|a, b| (a.timestamp, &a.event_id).cmp(&(b.timestamp, &b.event_id)));
+            // One read per user: the folded profile says whether a trial may want new
+            // behavioural reminders, and feeds the prompt evaluation.
+            let profile = self.profile(user).await?;
             let mut usage_changed = false;
             for e in list {
                 match &e.body {
@@ -99,8 +102,18 @@ impl Nudges<'_> {
                 }
             }
             if usage_changed {
-                report.reminders_added += self.replan(user, now).await?;
-                if self.evaluate_prompt(user, now, true).await?.created {
+                if profile
+                    .trial
+                    .as_ref()
+                    .is_some_and(|t| t.value.ends_at > now)
+                {
+                    report.reminders_added += self.replan_with(&profile, now).await?;
+                }
+                if self
+                    .evaluate_prompt_with(user, Some(profile), now, true)
+                    .await?
+                    .created
+                {
                     report.prompts_created += 1;
                 }
             }

@@ -76,8 +76,23 @@ impl Nudges<'_> {
         now: DateTime<Utc>,
         via_outbox: bool,
     ) -> Result<PromptEvaluation, NudgeError> {
+        self.evaluate_prompt_with(user_id, None, now, via_outbox)
+            .await
+    }
+
+    /// [`Self::evaluate_prompt`], starting from a profile already read (a retry re-reads).
+    pub(super) async fn evaluate_prompt_with(
+        &self,
+        user_id: &str,
+        mut read: Option<crate::profiles::Profile>,
+        now: DateTime<Utc>,
+        via_outbox: bool,
+    ) -> Result<PromptEvaluation, NudgeError> {
         for _ in 0..ATTEMPTS {
-            let profile = self.profile(user_id).await?;
+            let profile = match read.take() {
+                Some(p) => p,
+                None => self.profile(user_id).await?,
+            };
             let input = signals::usage_input(&profile);
             let tier = signals::paid_tier(&profile);
             let (analysis, decision) = usage::evaluate(&input, &tier, &self.settings.prompts);

@@ -417,10 +417,20 @@ impl Nudges<'_> {
     /// Re-plans the behavioural reminders of the user's active trials after a profile update.
     pub async fn replan(&self, user_id: &str, now: DateTime<Utc>) -> Result<usize, NudgeError> {
         let profile = self.profile(user_id).await?;
+        self.replan_with(&profile, now).await
+    }
+
+    /// [`Self::replan`] with the profile already read.
+    pub(super) async fn replan_with(
+        &self,
+        profile: &Profile,
+        now: DateTime<Utc>,
+    ) -> Result<usize, NudgeError> {
+        let user_id = profile.user_id.as_str();
         let mut added = 0;
         for t in self.trials(user_id).await? {
             if t.value.state == TrialState::Active && t.value.ends_at > now {
-                added += self.plan_more(&t.value, &profile, now).await?;
+                added += self.plan_more(&t.value, profile, now).await?;
             }
         }
         Ok(added)
