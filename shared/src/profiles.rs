@@ -155,12 +155,20 @@ pub mod counters {
         format!("fu#{tier}#{feature}#ms")
     }
     /// A segment's counter (`sg#<segment>#<name>`): `au` (active users), `trial_started`,
-    /// `trial_converted`, `sub_started`, `canceled`, `rev#<currency>` (payments, minor units),
+    /// `trial_converted`, `sub_started`, `canceled`, `subs` (net change of paying
+    /// subscribers; all-time under [`ALL_TIME_DAY`]), `rev#<currency>` (payments, minor units),
     /// `nudge#<kind>#<shown|clicked|converted>`. The per-user optimization analytics read them.
     pub fn segment(segment: &str, name: &str) -> String {
         format!("sg#{segment}#{name}")
     }
 }
+
+/// The day under which all-time aggregate counters are kept (`AGG#1970-01-01`): the
+/// running number of paying subscribers per segment (`sg#<segment>#subs`).
+pub const ALL_TIME_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 1) {
+    Some(d) => d,
+    None => NaiveDate::MIN,
+};
 
 /// The segment name used before any event names one.
 pub const UNKNOWN_SEGMENT: &str = "unknown";
@@ -171,6 +179,14 @@ impl Profile {
             user_id: user_id.to_string(),
             ..Profile::default()
         }
+    }
+
+    /// Whether the user pays now (an active or past-due subscription).
+    pub fn paying(&self) -> bool {
+        matches!(
+            self.subscription.as_ref().map(|s| s.value.status),
+            Some(SubscriptionStatus::Active) | Some(SubscriptionStatus::PastDue)
+        )
     }
 
     /// The segment events are attributed to now.
@@ -207,6 +223,7 @@ impl Profile {
         self.first_seen_at = Some(self.first_seen_at.map_or(at, |f| f.min(at)));
         self.last_active_at = Some(self.last_active_at.map_or(at, |l| l.max(at)));
 
+        let was_paying = self.paying();
         let mut used_feature = None;
         match &event.body {
             EventBody::FeatureUsed(f) => {
@@ -280,6 +297,18 @@ impl Profile {
         }
         // After the body, so an identify that names the tier counts its user under it.
         let segment = self.current_segment().to_string();
+        // Entering or leaving a paying state moves the segment's subscriber count, both on
+        // the day (so a window's net change is known) and all-time (the count now).
+        let moved = i64::from(self.paying()) - i64::from(was_paying);
+        if moved != 0 {
+            for d in [day, ALL_TIME_DAY] {
+                deltas.push(CounterDelta {
+                    day: d,
+                    counter: counters::segment(&segment, "subs"),
+                    amount: moved,
+                });
+            }
+        }
         let mut segment_counter = |name: String, amount: i64| {
             deltas.push(CounterDelta {
                 day,
@@ -500,6 +529,47 @@ mod tests {
             interval,
             trial_ends_at: None,
         }
+    }
+
+    #[test]
+    fn entering_and_leaving_a_paying_state_moves_the_segments_subscriber_count() {
+        let (_, deltas) = fold(&[
+            ev(
+                "a",
+                "2026-11-01T10:00:00Z",
+                EventBody::SubscriptionTrialStarted(sub("mid", None, None)),
+            ),
+            ev(
+                "b",
+                "2026-11-10T10:00:00Z",
+                EventBody::SubscriptionTrialConverted(sub("mid", Some(999), Some(Interval::Month))),
+            ),
+            ev(
+                "c",
+                "2026-11-12T10:00:00Z",
+                EventBody::SubscriptionRenewed(sub("mid", Some(999), Some(Interval::Month))),
+            ),
+            ev(
+                "d",
+                "2026-11-20T10:00:00Z",
+                EventBody::SubscriptionCanceled(sub("mid", None, None)),
+            ),
+        ]);
+        let subs: Vec<(String, i64)> = deltas
+            .iter()
+            .filter(|d| d.counter == "sg#unknown#subs")
+            .map(|d| (d.day.to_string(), d.amount))
+            .collect();
+        // A trial is not paying; the renewal changes nothing; all-time nets to 0.
+        assert_eq!(
+            subs,
+            [
+                ("1970-01-01".to_string(), -1),
+                ("1970-01-01".to_string(), 1),
+                ("2026-11-10".to_string(), 1),
+                ("2026-11-20".to_string(), -1),
+            ]
+        );
     }
 
     fn fold(events: &[Event]) -> (Profile, Vec<CounterDelta>) {

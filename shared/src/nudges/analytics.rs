@@ -16,8 +16,9 @@
 //! - `experiment_lift` = arithmetic mean of the known, finite `relative_lift`s of the user's
 //!   variants against control (`None` when none is known; significance is not required).
 //! - `arpu_minor_by_currency[c] = revenue_minor_by_currency[c] × 30 / days /
-//!   active_users_estimate`: revenue per active user per 30 days, in minor units (may be
-//!   negative when refunds exceed revenue). Empty when `days` or `active_users_estimate` is 0.
+//!   ((subscribers_at_start + subscribers_now) / 2)`: revenue per paying subscriber per 30
+//!   days (ChartMogul's ARPA), in minor units (may be negative when refunds exceed revenue).
+//!   Empty when `days` is 0 or the segment had no subscribers.
 //! - `churn_rate = cancellations / (subscribers_at_start + subscriptions_started +
 //!   trials_converted)`: the share of everyone who paid during the window who cancelled in it.
 //! - `monthly_churn = 1 − (1 − min(churn_rate, 1))^(30 / days)`: the window rate rescaled to
@@ -26,10 +27,10 @@
 //! - `ltv_minor_by_currency[c] = arpu[c] / monthly_churn` (a geometric lifetime of
 //!   `1 / monthly_churn` months), `None` when monthly churn is unknown or 0.
 //!
-//! *Limits:* without `subscribers_at_start` (0) the churn base holds only new payers, so churn
-//! is overstated; cancellations of subscriptions older than the window still count. ARPU
-//! averages over all active users (free ones included) while churn is among payers, so the
-//! LTV is a per-active-user figure, below the value of a paying customer.
+//! *Limits:* subscribers are counted per segment as users enter and leave a paying state
+//! (the segment the profile holds then), so a user who changes segment while paying stays
+//! counted in the old one until they cancel. The average of the two ends approximates the
+//! window's average subscriber count.
 //!
 //! **User rates** ([`user_rates`]): `prompt_click_through = prompts_clicked / prompts_shown`,
 //! `prompt_conversion = prompts_converted / prompts_shown`, `social_proof_effectiveness =
@@ -114,8 +115,10 @@ pub struct NudgeTally {
 pub struct SegmentCounts {
     pub segment: String,
     pub days: u32,
-    /// Paying subscribers at the start of the window (0 when unknown; see the churn limits).
+    /// Paying subscribers at the start of the window.
     pub subscribers_at_start: u64,
+    /// Paying subscribers now.
+    pub subscribers_now: u64,
     pub trials_started: u64,
     pub trials_converted: u64,
     /// Paid subscriptions started without a trial.
@@ -171,8 +174,8 @@ pub fn metrics(segment: &SegmentCounts, lifts: &[ExperimentLift]) -> ConversionM
     let experiment_lift = Some(mean).filter(|m| !known.is_empty() && m.is_finite());
 
     let days = f64::from(segment.days);
-    let users = segment.active_users_estimate as f64;
-    let arpu: BTreeMap<String, f64> = if segment.days > 0 && segment.active_users_estimate > 0 {
+    let users = (segment.subscribers_at_start as f64 + segment.subscribers_now as f64) / 2.0;
+    let arpu: BTreeMap<String, f64> = if segment.days > 0 && users > 0.0 {
         let per = |r: i64| r as f64 * 30.0 / days / users;
         segment
             .revenue_minor_by_currency
@@ -497,6 +500,7 @@ mod tests {
             segment: "smb".into(),
             days: 60,
             subscribers_at_start: 150,
+            subscribers_now: 180,
             trials_started: 200,
             trials_converted: 30,
             subscriptions_started: 20,
@@ -556,7 +560,10 @@ mod tests {
         assert!(close(m.experiment_lift, 0.06));
         assert_eq!(
             m.arpu_minor_by_currency,
-            BTreeMap::from([("EUR".into(), 60.0), ("USD".into(), 300.0)])
+            BTreeMap::from([
+                ("EUR".into(), 363.636_363_636_363_6),
+                ("USD".into(), 1_818.181_818_181_818_2)
+            ])
         );
         assert_eq!(
             m.churn_rate,
@@ -568,11 +575,8 @@ mod tests {
         );
         // 1 - 0.9^(30/60) = 1 - sqrt(0.9)
         assert!(close(m.monthly_churn, 0.051_316_701_949_486_23));
-        assert!(close(m.ltv_minor_by_currency["USD"], 5_846.049_894_151_538));
-        assert!(close(
-            m.ltv_minor_by_currency["EUR"],
-            1_169.209_978_830_307_6
-        ));
+        assert!(close(m.ltv_minor_by_currency["USD"], 35_430.605_419_100_23));
+        assert!(close(m.ltv_minor_by_currency["EUR"], 7_086.121_083_820_046));
     }
 
     #[test]
@@ -583,8 +587,8 @@ mod tests {
         };
         let m = metrics(&s, &[]);
         assert!(close(m.monthly_churn, 0.1));
-        assert_eq!(m.arpu_minor_by_currency["USD"], 600.0);
-        assert!(close(m.ltv_minor_by_currency["USD"], 6000.0));
+        assert_eq!(m.arpu_minor_by_currency["USD"], 3_636.363_636_363_636_5);
+        assert!(close(m.ltv_minor_by_currency["USD"], 36_363.636_363_636_36));
         assert_eq!(m.experiment_lift, None);
     }
 
@@ -606,7 +610,8 @@ mod tests {
         assert_eq!((m.monthly_churn, m.experiment_lift), (None, None));
         assert!(m.arpu_minor_by_currency.is_empty() && m.ltv_minor_by_currency.is_empty());
         let no_users = SegmentCounts {
-            active_users_estimate: 0,
+            subscribers_at_start: 0,
+            subscribers_now: 0,
             ..segment()
         };
         assert!(metrics(&no_users, &[]).arpu_minor_by_currency.is_empty());
@@ -631,7 +636,10 @@ mod tests {
             (m.churn_rate.value, m.monthly_churn),
             (Some(2.5), Some(1.0))
         );
-        assert_eq!(m.ltv_minor_by_currency["USD"], Some(300.0));
+        assert_eq!(
+            m.ltv_minor_by_currency["USD"],
+            Some(1_818.181_818_181_818_2)
+        );
         let s = SegmentCounts {
             cancellations: 0,
             ..segment()

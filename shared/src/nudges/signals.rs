@@ -135,17 +135,41 @@ pub fn features_used(p: &Profile) -> u64 {
     p.features.values().filter(|u| u.count > 0).count() as u64
 }
 
-/// Whether the user may still get a trial-style offer: they have never paid (no payment,
-/// no subscription start, no trial conversion).
+/// Whether the user may still get a trial-style offer: they are in a trial now, or have
+/// never had one (a budget subscriber who never tried a higher tier qualifies; a user whose
+/// trial already ended does not).
 pub fn trial_eligible(p: &Profile) -> bool {
+    let trialing = matches!(
+        p.subscription.as_ref().map(|s| s.value.status),
+        Some(SubscriptionStatus::Trialing)
+    );
+    let trials = p
+        .events_by_type
+        .get("subscription_trial_started")
+        .copied()
+        .unwrap_or(0);
+    trialing || (trials == 0 && p.trial.is_none())
+}
+
+/// Whether the user has ever paid (a payment, a paid start or a trial conversion, or a
+/// subscription active now).
+pub fn has_paid(p: &Profile) -> bool {
     let count = |t: &str| p.events_by_type.get(t).copied().unwrap_or(0);
-    count("payment_succeeded") == 0
-        && count("subscription_started") == 0
-        && count("subscription_trial_converted") == 0
-        && !matches!(
+    count("payment_succeeded") > 0
+        || count("subscription_started") > 0
+        || count("subscription_trial_converted") > 0
+        || matches!(
             p.subscription.as_ref().map(|s| s.value.status),
             Some(SubscriptionStatus::Active) | Some(SubscriptionStatus::PastDue)
         )
+}
+
+/// The tier a trialing user is trying, if they are in a trial now.
+pub fn trial_tier(p: &Profile) -> Option<String> {
+    match p.subscription.as_ref().map(|s| s.value.status) {
+        Some(SubscriptionStatus::Trialing) => p.trial.as_ref().map(|t| t.value.tier.clone()),
+        _ => None,
+    }
 }
 
 /// The tier the user pays for now: their subscription's tier while it is active or past

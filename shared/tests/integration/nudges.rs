@@ -412,3 +412,62 @@ async fn a_timing_and_a_messaging_variant_shape_the_users_reminders() {
     let messages = drain(&f.sqs, &f.url).await;
     assert_eq!(messages[0].1["message"], "Only 48h left on mid_monthly!");
 }
+
+#[tokio::test]
+async fn a_trial_start_processed_after_its_conversion_plans_no_reminders() {
+    use shared::events::{Interval, SubscriptionChange};
+    use shared::ingest::{fold_events, IngestSettings};
+    use shared::profiles::FoldSettings;
+    let f = Fixture::new().await;
+    let change = |amount: Option<i64>| SubscriptionChange {
+        plan: "mid_monthly".into(),
+        tier: "mid".into(),
+        amount_minor: amount,
+        currency: amount.map(|_| "USD".to_string()),
+        interval: amount.map(|_| Interval::Month),
+        trial_ends_at: None,
+    };
+    let start = Event {
+        event_id: "start".into(),
+        user_id: "quick".into(),
+        timestamp: t("2026-11-20T10:00:00Z"),
+        body: EventBody::SubscriptionTrialStarted(change(None)),
+    };
+    let converted = Event {
+        event_id: "paid".into(),
+        timestamp: t("2026-11-20T10:05:00Z"),
+        body: EventBody::SubscriptionTrialConverted(change(Some(999))),
+        ..start.clone()
+    };
+    let settings = IngestSettings {
+        fold: FoldSettings::default(),
+        dedupe_ttl_days: 35,
+        aggregate_shards: 4,
+    };
+    let now = t("2026-11-20T10:06:00Z");
+    fold_events(
+        &f.store,
+        vec![start.clone(), converted.clone()],
+        &settings,
+        now,
+    )
+    .await
+    .unwrap();
+    // The conversion's message was handled first (there was no trial to end) ...
+    f.nudges()
+        .apply_events(&[converted], 14, now)
+        .await
+        .unwrap();
+    // ... then the start's: the trial is recorded as converted, with nothing planned.
+    f.nudges().apply_events(&[start], 14, now).await.unwrap();
+    let trials = f.nudges().user_trials("quick").await.unwrap();
+    assert_eq!(trials.len(), 1);
+    assert_eq!(trials[0].trial.state, TrialState::Converted);
+    assert!(trials[0].reminders.is_empty(), "{:?}", trials[0].reminders);
+    assert!(f
+        .nudges()
+        .due_users(t("2026-12-04T09:00:00Z"))
+        .await
+        .unwrap()
+        .is_empty());
+}

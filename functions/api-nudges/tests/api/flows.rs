@@ -91,12 +91,18 @@ async fn budget_user(app: &TestApp, user: &str) {
     app.fold(events).await;
 }
 
-/// Active on one day (yesterday) with one feature, and has paid: engagement 1/14. `extra`
+/// Active on one day (yesterday) with one feature; converted from a trial and paid that day:
+/// engagement 1/14, not trial eligible any more. `extra`
 /// events follow on the same day.
 async fn lapsed_payer(app: &TestApp, user: &str, extra: Vec<(&str, Value)>) {
     let payment = json!({"amount_minor": 999, "currency": "USD"});
+    let started = json!({"plan": "mid_monthly", "tier": "mid"});
+    let converted = json!({"plan": "mid_monthly", "tier": "mid", "amount": 9.99,
+                           "currency": "USD", "interval": "month"});
     let mut bodies = vec![
         used("budget_tracker", 60_000),
+        ("subscription_trial_started", started),
+        ("subscription_trial_converted", converted),
         ("payment_succeeded", payment),
     ];
     bodies.extend(extra);
@@ -893,10 +899,11 @@ async fn given_a_lapsed_user_shown_social_proof_when_optimization_is_read_then_l
         "figure": "user.social_proof_effectiveness", "value": 0.0, "threshold": 0.05,
         "message": "Social proof converted 0 of 6 impressions (0.0%): optimize its relevance and timing.",
     });
-    // 999 minor units from one active user over 90 days: 999 · 30 / 90 / 1 = 333 per 30 days;
-    // no payer base in the window, so churn and LTV are unknown.
+    // 999 minor units over 90 days from a segment with 0 subscribers at the start and 1 now
+    // (this user converted in the window): 999 · 30 / 90 / 0.5 = 666 per subscriber per 30
+    // days; nobody cancelled, so churn is 0 and LTV unknown.
     has!(r["conversion_metrics"], {
-        "arpu_minor_by_currency": {"USD": 333.0}, "ltv_minor_by_currency": {"USD": null},
+        "arpu_minor_by_currency": {"USD": 666.0}, "ltv_minor_by_currency": {"USD": null},
     });
-    has!(r["conversion_metrics"]["churn_rate"], {"value": null});
+    has!(r["conversion_metrics"]["churn_rate"], {"numerator": 0, "denominator": 1, "value": 0.0});
 }

@@ -54,7 +54,9 @@ impl Nudges<'_> {
                         let ends_at = s
                             .trial_ends_at
                             .unwrap_or(e.timestamp + Duration::days(i64::from(default_trial_days)));
-                        if ends_at > now {
+                        // A start whose end is not after it cannot be planned; retrying the
+                        // message would not change that, so it is logged and passed over.
+                        if ends_at > now && ends_at > e.timestamp {
                             self.plan_trial(
                                 user,
                                 TrialSpec {
@@ -67,6 +69,11 @@ impl Nudges<'_> {
                             )
                             .await?;
                             report.trials_planned += 1;
+                        } else if ends_at <= e.timestamp {
+                            tracing::warn!(
+                                event_id = %e.event_id,
+                                "trial_ends_at is not after the trial start; no reminders planned"
+                            );
                         }
                     }
                     EventBody::SubscriptionTrialConverted(_)

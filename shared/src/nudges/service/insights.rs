@@ -18,13 +18,20 @@ use crate::nudges::signals;
 use crate::profiles::SubscriptionStatus;
 
 /// Sums a segment's counters (`sg#<segment>#...`) over the window's daily aggregates.
-pub fn segment_counts(segment: &str, days: u32, daily: &[BTreeMap<String, i64>]) -> SegmentCounts {
+pub fn segment_counts(
+    segment: &str,
+    days: u32,
+    daily: &[BTreeMap<String, i64>],
+    all_time: &BTreeMap<String, i64>,
+) -> SegmentCounts {
     let prefix = format!("sg#{segment}#");
     let mut c = SegmentCounts {
         segment: segment.to_string(),
         days,
         ..SegmentCounts::default()
     };
+    let subs_now = all_time.get(&format!("{prefix}subs")).copied().unwrap_or(0);
+    let mut subs_moved = 0i64;
     for counters in daily {
         for (name, &value) in counters {
             let Some(rest) = name.strip_prefix(&prefix) else {
@@ -37,6 +44,7 @@ pub fn segment_counts(segment: &str, days: u32, daily: &[BTreeMap<String, i64>])
                 "trial_converted" => c.trials_converted += v,
                 "sub_started" => c.subscriptions_started += v,
                 "canceled" => c.cancellations += v,
+                "subs" => subs_moved += value,
                 _ => {
                     if let Some(cur) = rest.strip_prefix("rev#") {
                         *c.revenue_minor_by_currency
@@ -57,6 +65,8 @@ pub fn segment_counts(segment: &str, days: u32, daily: &[BTreeMap<String, i64>])
             }
         }
     }
+    c.subscribers_now = subs_now.max(0) as u64;
+    c.subscribers_at_start = (subs_now - subs_moved).max(0) as u64;
     // Distinct users are not countable from daily sums; the average daily active users is
     // the estimate (documented in docs/NUDGES.md).
     c.active_users_estimate = if days == 0 {
@@ -136,7 +146,11 @@ impl Nudges<'_> {
             .buffer_unordered(16)
             .try_collect()
             .await?;
-        let counts = segment_counts(&segment, days, &daily);
+        let all_time = self
+            .store
+            .daily_counters(crate::profiles::ALL_TIME_DAY)
+            .await?;
+        let counts = segment_counts(&segment, days, &daily, &all_time);
         let metrics = analytics::metrics(&counts, &lifts);
 
         let reminders: Vec<_> = trials.iter().flat_map(|t| t.reminders.iter()).collect();
@@ -181,7 +195,7 @@ impl Nudges<'_> {
                 profile.subscription.as_ref().map(|s| s.value.status),
                 Some(SubscriptionStatus::Trialing)
             ),
-            converted: !signals::trial_eligible(&profile),
+            converted: signals::has_paid(&profile),
         };
         let recommendations =
             analytics::recommendations(&counts_user, &metrics, &self.settings.recommendations);
@@ -203,5 +217,47 @@ impl Nudges<'_> {
             "conversion_metrics": metrics,
             "recommendations": recommendations,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_segments_counters_sum_over_the_window_and_subscribers_come_from_the_all_time_count() {
+        let day = |pairs: &[(&str, i64)]| -> BTreeMap<String, i64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let daily = [
+            day(&[
+                ("sg#smb#au", 40),
+                ("sg#smb#trial_started", 5),
+                ("sg#smb#subs", 3),
+                ("sg#smb#rev#USD", 2_997),
+                ("sg#smb#nudge#prompt#shown", 10),
+                ("sg#other#au", 99),
+            ]),
+            day(&[
+                ("sg#smb#au", 20),
+                ("sg#smb#trial_converted", 2),
+                ("sg#smb#canceled", 1),
+                ("sg#smb#subs", -1),
+                ("sg#smb#nudge#prompt#clicked", 2),
+            ]),
+        ];
+        let all_time = day(&[("sg#smb#subs", 12), ("sg#other#subs", 7)]);
+        let c = segment_counts("smb", 2, &daily, &all_time);
+        assert_eq!(c.active_user_days, 60);
+        assert_eq!(c.active_users_estimate, 30);
+        assert_eq!(
+            (c.trials_started, c.trials_converted, c.cancellations),
+            (5, 2, 1)
+        );
+        assert_eq!(c.subscribers_now, 12);
+        assert_eq!(c.subscribers_at_start, 10, "12 now, net +2 in the window");
+        assert_eq!(c.revenue_minor_by_currency["USD"], 2_997);
+        assert_eq!(c.nudges["prompt"].shown, 10);
+        assert_eq!(c.nudges["prompt"].clicked, 2);
     }
 }

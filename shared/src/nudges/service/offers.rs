@@ -80,7 +80,11 @@ impl Nudges<'_> {
         let s = &self.settings.offers;
         let target = match req.target_tier {
             Some(t) => t,
-            None => next_tier(&current, &s.tiers).unwrap_or_else(|| current.clone()),
+            // A trialing user is offered the tier they are trying; others the next one up.
+            None => signals::trial_tier(&profile)
+                .filter(|t| rank(t, &s.tiers) > rank(&current, &s.tiers))
+                .or_else(|| next_tier(&current, &s.tiers))
+                .unwrap_or_else(|| current.clone()),
         };
         let input = EligibilityInput {
             engagement_score: signals::engagement_score(
@@ -342,4 +346,9 @@ fn next_tier(current: &str, tiers: &[String]) -> Option<String> {
         Some(i) => tiers.get(i + 1).cloned(),
         None => tiers.get(1).cloned(),
     }
+}
+
+/// Position on the ladder; a tier off the ladder counts as its bottom.
+fn rank(tier: &str, tiers: &[String]) -> usize {
+    tiers.iter().position(|t| t == tier).unwrap_or(0)
 }

@@ -157,7 +157,8 @@ impl Nudges<'_> {
             .query_docs::<Shown>(&keys::user(user_id), nkeys::SHOWN_PREFIX, true, None)
             .await?
             .into_iter()
-            .filter(|s| s.value.shown_at > cutoff && s.value.shown_at <= now)
+            // A record stamped ahead of `now` (another instance's clock) still counts.
+            .filter(|s| s.value.shown_at > cutoff)
             .map(|s| s.value.proof_id)
             .collect();
         let catalog = self.list_proofs().await?;

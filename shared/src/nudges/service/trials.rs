@@ -123,6 +123,30 @@ pub struct DispatchReport {
     pub skipped: Vec<String>,
 }
 
+/// Starts (and ends) this close are the same trial told twice.
+const SAME_TRIAL_SECONDS: i64 = 300;
+
+/// Whether the profile shows the trial that started at `started_at` already over: a
+/// subscription change stamped after the start that is not the trial itself (a conversion,
+/// a paid start, a cancellation, an expiry). Returns the state and when.
+pub fn ended_by_profile(
+    profile: &Profile,
+    started_at: DateTime<Utc>,
+) -> Option<(TrialState, DateTime<Utc>)> {
+    use crate::profiles::SubscriptionStatus as S;
+    let sub = profile.subscription.as_ref()?;
+    if sub.at <= started_at {
+        return None;
+    }
+    let state = match sub.value.status {
+        S::Trialing => return None,
+        S::Active | S::PastDue => TrialState::Converted,
+        S::Canceled => TrialState::Canceled,
+        S::Expired => TrialState::Expired,
+    };
+    Some((state, sub.at))
+}
+
 /// A trial's id: its start time, so a replayed start plans the same trial.
 pub fn trial_id(started_at: DateTime<Utc>) -> String {
     started_at.format("%Y%m%dT%H%M%SZ").to_string()
@@ -251,13 +275,28 @@ impl Nudges<'_> {
         let id = trial_id(spec.started_at);
         let pk = keys::user(user_id);
         let profile = self.profile(user_id).await?;
-        let trial = match self
+        let existing = self
             .store
             .get_doc::<TrialRecord>(&pk, &nkeys::trial(&id))
             .await?
-        {
-            Some(t) => t.value,
+            .map(|v| v.value);
+        // The same trial told twice with slightly different starts (a POST with the app's
+        // clock and the start event): one trial, the first one planned.
+        let same = match &existing {
+            Some(_) => None,
+            None => self.trials(user_id).await?.into_iter().find(|t| {
+                t.value.state == TrialState::Active
+                    && (t.value.ends_at - spec.ends_at).num_seconds().abs() <= SAME_TRIAL_SECONDS
+                    && (t.value.started_at - spec.started_at).num_seconds().abs()
+                        <= SAME_TRIAL_SECONDS
+            }),
+        };
+        let trial = match existing.or(same.map(|v| v.value)) {
+            Some(t) => t,
             None => {
+                // A conversion or cancellation folded before this start (events arrive in any
+                // order): the trial is planned already ended, with no reminders.
+                let ended = ended_by_profile(&profile, spec.started_at);
                 let mut t = TrialRecord {
                     trial_id: id.clone(),
                     user_id: user_id.to_string(),
@@ -265,8 +304,8 @@ impl Nudges<'_> {
                     ends_at: spec.ends_at,
                     plan: spec.plan,
                     tier: spec.tier,
-                    state: TrialState::Active,
-                    ended_at: None,
+                    state: ended.map_or(TrialState::Active, |(s, _)| s),
+                    ended_at: ended.map(|(_, at)| at),
                     sent: 0,
                     timing: None,
                     messaging: None,
@@ -274,7 +313,9 @@ impl Nudges<'_> {
                     templates_override: BTreeMap::new(),
                     created_at: now,
                 };
-                self.apply_experiments(&mut t, &profile, now).await?;
+                if ended.is_none() {
+                    self.apply_experiments(&mut t, &profile, now).await?;
+                }
                 let w = DocWrite::put(pk.clone(), nkeys::trial(&id), &t, 1, Expect::New)?;
                 match self.store.write_docs(vec![w]).await? {
                     CommitOutcome::Committed => t,
@@ -292,7 +333,7 @@ impl Nudges<'_> {
             self.plan_more(&trial, &profile, now).await?;
         }
         let reminders = self
-            .stored_reminders(user_id, Some(&id))
+            .stored_reminders(user_id, Some(&trial.trial_id))
             .await?
             .into_iter()
             .map(|r| r.value.reminder)
@@ -548,6 +589,13 @@ impl Nudges<'_> {
                     continue;
                 }
                 let mut trial = t.value.clone();
+                // The profile may know of the end before the end event reached the trial.
+                if trial.state == TrialState::Active {
+                    if let Some((state, at)) = ended_by_profile(&profile, trial.started_at) {
+                        trial.state = state;
+                        trial.ended_at = Some(at);
+                    }
+                }
                 if trial.state != TrialState::Active {
                     // Ended while the cancellation was in flight: cancel what is due.
                     for r in planned.iter().filter(|r| r.due_at <= now) {
