@@ -57,6 +57,14 @@ pub fn effective_now(
     input: &ScheduleInput,
     fired: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, JobError> {
+    if let Some(map) = input.params.as_object() {
+        if let Some(other) = map.keys().find(|k| k.as_str() != "now") {
+            return Err(JobError::BadParams(format!(
+                "params.{other} is not a parameter of {}; it takes only params.now",
+                input.job
+            )));
+        }
+    }
     match input.params.get("now") {
         None | Some(serde_json::Value::Null) => Ok(fired),
         Some(v) => v
@@ -174,6 +182,14 @@ mod tests {
             effective_now(&bad, fired),
             Err(JobError::BadParams(_))
         ));
+        let typo = ScheduleInput {
+            job: REMINDER_SWEEP.into(),
+            params: serde_json::json!({"nwo": "2026-11-25T00:00:30Z"}),
+        };
+        match effective_now(&typo, fired) {
+            Err(JobError::BadParams(m)) => assert!(m.contains("params.nwo"), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -336,7 +336,10 @@ impl Profile {
                 };
                 let key = format!("{}#{what}", o.nudge_kind.as_str());
                 *self.nudge_outcomes.entry(key.clone()).or_default() += 1;
-                segment_counter(format!("nudge#{key}"), 1)
+                // An offer's acceptance is its redemption, which api-nudges counts itself.
+                if key != "offer#converted" {
+                    segment_counter(format!("nudge#{key}"), 1)
+                }
             }
             _ => {}
         }

@@ -67,6 +67,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/social-proof/{proof_id}"),
     ("PATCH", "/v1/social-proof/{proof_id}"),
     ("DELETE", "/v1/social-proof/{proof_id}"),
+    ("GET", "/v1/social-proof/{proof_id}/audit"),
     ("GET", "/v1/users/{user_id}/social-proof"),
     ("POST", "/v1/users/{user_id}/offers"),
     ("GET", "/v1/users/{user_id}/offers"),
@@ -76,6 +77,8 @@ pub const ROUTES: &[(&str, &str)] = &[
 
 /// Largest request body.
 const MAX_BODY: usize = 64 * 1024;
+/// Longest trial, and how far back a trial may have started.
+const MAX_TRIAL_DAYS: i64 = 366;
 /// Longest user id, proof id or offer code in a path.
 const MAX_ID: usize = 128;
 
@@ -93,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v1/social-proof/{proof_id}",
             get(get_proof).patch(update_proof).delete(delete_proof),
         )
+        .route("/v1/social-proof/{proof_id}/audit", get(proof_audit))
         .route("/v1/users/{user_id}/social-proof", get(user_social_proof))
         .route(
             "/v1/users/{user_id}/offers",
@@ -213,6 +217,22 @@ async fn plan_trial(
     if ends_at <= now {
         return Err(ApiError::field("trial_ends_at", "must be in the future"));
     }
+    // Trials are days or weeks long; far-off times are typos (and would not sort in the
+    // due-time index, which keys on the text of the time).
+    if (now - started_at).num_days() > MAX_TRIAL_DAYS
+        || started_at > now + chrono::Duration::days(1)
+    {
+        return Err(ApiError::field(
+            "started_at",
+            format!("must lie between {MAX_TRIAL_DAYS} days ago and tomorrow"),
+        ));
+    }
+    if (ends_at - started_at).num_days() > MAX_TRIAL_DAYS {
+        return Err(ApiError::field(
+            "trial_ends_at",
+            format!("must be at most {MAX_TRIAL_DAYS} days after started_at"),
+        ));
+    }
     let view = state
         .nudges()
         .plan_trial(
@@ -274,7 +294,10 @@ async fn create_proof(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     let value: Value = body_json(&body)?;
-    let proof = state.nudges().create_proof(&value, Utc::now()).await?;
+    let proof = state
+        .nudges()
+        .create_proof(&value, &caller.sub, Utc::now())
+        .await?;
     Ok((StatusCode::CREATED, Json(proof)).into_response())
 }
 
@@ -308,7 +331,7 @@ async fn update_proof(
     let value: Value = body_json(&body)?;
     let proof = state
         .nudges()
-        .update_proof(&proof_id, &value, Utc::now())
+        .update_proof(&proof_id, &value, &caller.sub, Utc::now())
         .await?;
     Ok(Json(proof).into_response())
 }
@@ -320,8 +343,26 @@ async fn delete_proof(
 ) -> Result<Response, ApiError> {
     caller.require(&[Role::Admin])?;
     check_id("proof_id", &proof_id)?;
-    state.nudges().delete_proof(&proof_id).await?;
+    state
+        .nudges()
+        .delete_proof(&proof_id, &caller.sub, Utc::now())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Who changed a catalog proof, when, and how (kept after a delete).
+async fn proof_audit(
+    State(state): State<Arc<AppState>>,
+    Authenticated(caller): Authenticated,
+    Path(proof_id): Path<String>,
+) -> Result<Response, ApiError> {
+    caller.require(&[Role::Admin])?;
+    check_id("proof_id", &proof_id)?;
+    let audit = state.nudges().proof_audit(&proof_id).await?;
+    if audit.is_empty() {
+        return Err(ApiError::NotFound(format!("no social proof '{proof_id}'")));
+    }
+    Ok(Json(json!({ "proof_id": proof_id, "audit": audit })).into_response())
 }
 
 async fn user_social_proof(

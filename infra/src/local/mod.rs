@@ -188,7 +188,7 @@ async fn seed_demo(paths: &Paths, emulator: &Emulator, physical: &Physical) -> R
     }
     for p in &proofs {
         nudges
-            .create_proof(p, chrono::Utc::now())
+            .create_proof(p, "demo", chrono::Utc::now())
             .await
             .map_err(|e| anyhow!("demo proof {p}: {e:?}"))?;
     }

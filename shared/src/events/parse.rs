@@ -421,6 +421,16 @@ impl<'a, 'e> Fields<'a, 'e> {
         Some(tier)
     }
 
+    /// Segment names key the segment counters (`sg#<segment>#...`), so no '#' either.
+    fn segment(&mut self) -> Option<String> {
+        let segment = self.optional_text("segment")?;
+        if segment.contains('#') {
+            self.fail("segment", "must not contain '#'");
+            return None;
+        }
+        Some(segment)
+    }
+
     fn subscription(&mut self, paid: bool) -> SubscriptionChange {
         let plan = self.required_text("plan").unwrap_or_default();
         let tier = self.tier(true).unwrap_or_default();
@@ -589,7 +599,7 @@ impl<'a, 'e> Fields<'a, 'e> {
         };
         let identify = Identify {
             tier: self.tier(false),
-            segment: self.optional_text("segment"),
+            segment: self.segment(),
             country,
             timezone,
             signup_date,
@@ -731,6 +741,12 @@ mod tests {
         assert_eq!(
             fields(&parse_event(&raw, now()).unwrap_err()),
             vec!["properties.tier"]
+        );
+        let raw = json!({"event_id": "e", "type": "identify", "user_id": "u",
+                         "timestamp": "2026-11-24T11:00:00Z", "properties": {"segment": "smb#rev"}});
+        assert_eq!(
+            fields(&parse_event(&raw, now()).unwrap_err()),
+            vec!["properties.segment"]
         );
     }
 

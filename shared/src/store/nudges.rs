@@ -54,6 +54,10 @@ pub mod nkeys {
     pub fn user_offer(created: &str, code: &str) -> String {
         format!("{OFFER_PREFIX}{created}#{code}")
     }
+    /// The audit trail of one catalog proof (`sk = <version:010>`).
+    pub fn proof_audit(proof_id: &str) -> String {
+        format!("PROOFAUDIT#{proof_id}")
+    }
     /// gsi1 partition of a due reminder.
     pub fn due_shard(shard: u32) -> String {
         format!("RDUE#{shard}")

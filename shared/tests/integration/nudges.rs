@@ -279,6 +279,7 @@ async fn a_redelivered_social_proof_impression_counts_once() {
         .create_proof(
             &json!({"proof_type": "testimonial", "title": "Saved $2,000", "content": "It works.",
                     "author": "Sarah M.", "approval": "approved", "tags": ["savings_success"]}),
+            "admin-1",
             t("2026-11-20T10:00:00Z"),
         )
         .await
@@ -311,13 +312,38 @@ async fn a_redelivered_social_proof_impression_counts_once() {
     // An admin edit keeps the counters.
     let edited = f
         .nudges()
-        .update_proof(&proof.proof_id, &json!({"title": "Saved $2,500"}), now)
+        .update_proof(
+            &proof.proof_id,
+            &json!({"title": "Saved $2,500"}),
+            "admin-1",
+            now,
+        )
         .await
         .unwrap();
     assert_eq!((edited.impressions, edited.conversions), (1, 1));
     let p = f.nudges().get_proof(&proof.proof_id).await.unwrap();
     assert_eq!(p.title, "Saved $2,500");
     assert_eq!((p.impressions, p.conversions), (1, 1));
+    // Each admin change is audited with who did it and the proof before and after.
+    let audit = f.nudges().proof_audit(&proof.proof_id).await.unwrap();
+    let actions: Vec<(&str, u64, &str)> = audit
+        .iter()
+        .map(|a| (a.action.as_str(), a.version, a.actor.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        // The two counted outcomes moved the version too (2, 3): the edit made 4.
+        [("created", 1, "admin-1"), ("updated", 4, "admin-1")]
+    );
+    assert_eq!(audit[1].before.as_ref().unwrap().title, "Saved $2,000");
+    assert_eq!(audit[1].after.as_ref().unwrap().title, "Saved $2,500");
+    f.nudges()
+        .delete_proof(&proof.proof_id, "admin-2", now)
+        .await
+        .unwrap();
+    let audit = f.nudges().proof_audit(&proof.proof_id).await.unwrap();
+    assert_eq!(audit.last().unwrap().action, "deleted");
+    assert_eq!(audit.last().unwrap().actor, "admin-2");
 }
 
 /// Starts an experiment of `test_type` whose treatment variant carries `config`; `user` is

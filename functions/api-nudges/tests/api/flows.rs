@@ -337,7 +337,16 @@ async fn given_no_trial_on_the_profile_when_planning_without_its_times_then_400_
             "trial_ends_at",
         ),
         (
-            json!({"started_at": now + h(96), "trial_ends_at": now + h(72)}),
+            json!({"started_at": now + h(20), "trial_ends_at": now + h(10)}),
+            "trial_ends_at",
+        ),
+        // Far-off times are typos: a start next week, a trial of two years.
+        (
+            json!({"started_at": now + h(24 * 7), "trial_ends_at": now + h(24 * 21)}),
+            "started_at",
+        ),
+        (
+            json!({"started_at": now, "trial_ends_at": now + h(24 * 730)}),
             "trial_ends_at",
         ),
     ] {

@@ -16,7 +16,7 @@ pub use events::NudgeEventsReport;
 pub use offers::{CreateOffer, OfferAnswer, RedeemAnswer};
 pub(crate) use prompts::design_keys;
 pub use prompts::{Prompt, PromptEvaluation};
-pub use proofs::ServedProof;
+pub use proofs::{ProofAudit, ServedProof};
 pub use trials::{DispatchReport, TrialRecord, TrialSpec, TrialState, TrialView};
 
 use super::NudgeSettings;
@@ -103,6 +103,19 @@ impl Nudges<'_> {
         profile: &Profile,
         now: DateTime<Utc>,
     ) -> Result<Option<VariantChoice>, NudgeError> {
+        self.variant_if(test_type, profile, now, &|_| true).await
+    }
+
+    /// [`Self::variant_for`], but a first assignment whose variant config `usable` refuses
+    /// for this user is not made (the user is neither assigned nor exposed), so a variant
+    /// never counts users it did not treat.
+    pub async fn variant_if(
+        &self,
+        test_type: TestType,
+        profile: &Profile,
+        now: DateTime<Utc>,
+        usable: &(dyn Fn(&Value) -> bool + Sync),
+    ) -> Result<Option<VariantChoice>, NudgeError> {
         let mut running: Vec<_> = self
             .store
             .list_experiments(&[Status::Running])
@@ -120,6 +133,10 @@ impl Nudges<'_> {
                     Decision::Sticky(a) | Decision::Forced(a) => Some(a),
                     Decision::NotInExperiment(_) => None,
                     Decision::New(a) => {
+                        let config = e.definition.variants.get(a.variant).map(|v| &v.config);
+                        if !config.is_some_and(usable) {
+                            continue;
+                        }
                         match self.store.create_assignment(&a, self.shards).await? {
                             Created::Created => Some(a),
                             Created::Exists => self.store.assignment(e.key(), user_id).await?,

@@ -115,7 +115,24 @@ impl Nudges<'_> {
         if let Some(refused) = self.daily_cap_reached(user_id, day).await? {
             return Ok(refused);
         }
-        let variant = self.variant_for(TestType::OfferType, &profile, now).await?;
+        // A variant whose terms do not fit this user's tier path does not take them in.
+        let fits = |config: &serde_json::Value| {
+            offers::terms(
+                req.offer_type,
+                &current,
+                &target,
+                Choice::Variant {
+                    experiment: "",
+                    variant: "",
+                    config,
+                },
+                s,
+            )
+            .is_ok()
+        };
+        let variant = self
+            .variant_if(TestType::OfferType, &profile, now, &fits)
+            .await?;
         let deterministic = Choice::Deterministic {
             user_id,
             salt: "offer",
@@ -264,6 +281,22 @@ impl Nudges<'_> {
         check_redeem(&offer, user_id, false, now).map_err(redeem_error)?;
         match self.store.redeem_offer(&normalised, user_id, now).await? {
             CommitOutcome::Committed => {
+                // The redemption is the offer's acceptance in the segment's figures: counted
+                // once per code on today's aggregate (a retry finds the dedupe record).
+                let profile = self.profile(user_id).await?;
+                let counter = crate::profiles::counters::segment(
+                    profile.current_segment(),
+                    "nudge#offer#converted",
+                );
+                self.store
+                    .add_counters(
+                        &crate::store::keys::aggregate(now.date_naive()),
+                        &crate::store::keys::shard(crate::ingest::shard_of(user_id, self.shards)),
+                        &[(counter.as_str(), 1)],
+                        Some((&format!("redeem:{normalised}"), self.dedupe_expires_at(now))),
+                        now,
+                    )
+                    .await?;
                 let mut o = offer;
                 o.redemptions += 1;
                 o.redeemed_at = Some(now);

@@ -183,13 +183,22 @@ impl Nudges<'_> {
             };
             ledger.count(day);
             let writes = vec![
-                DocWrite::put(
-                    keys::user(user_id),
-                    nkeys::prompt(&prompt_id),
-                    &prompt,
-                    1,
-                    Expect::New,
-                )?,
+                {
+                    let w = DocWrite::put(
+                        keys::user(user_id),
+                        nkeys::prompt(&prompt_id),
+                        &prompt,
+                        1,
+                        Expect::New,
+                    )?;
+                    // An outbox send owed stays in the due-time index until confirmed, so the
+                    // reminder sweep finds it if this send fails.
+                    if via_outbox {
+                        w.due_at(now, user_id)
+                    } else {
+                        w
+                    }
+                },
                 ledger_write(user_id, &ledger, ledger_version)?,
             ];
             if self.store.write_docs(writes).await? == CommitOutcome::Conflict {
@@ -204,6 +213,24 @@ impl Nudges<'_> {
             return Ok(answer);
         }
         Err(NudgeError::Contended(format!("prompts of {user_id}")))
+    }
+
+    /// Sends the prompts whose outbox send was not confirmed within a minute (wall clock):
+    /// the reminder dispatch runs this for every user the sweep finds.
+    pub(super) async fn flush_stale_prompts(
+        &self,
+        user_id: &str,
+        wall: DateTime<Utc>,
+    ) -> Result<Vec<String>, NudgeError> {
+        let mut sent = Vec::new();
+        for p in self.user_prompts(user_id).await? {
+            if p.outbox_pending && (wall - p.created_at).num_seconds() >= 60 {
+                self.send_prompt(&p).await?;
+                self.confirm_prompt(&p).await?;
+                sent.push(p.prompt_id);
+            }
+        }
+        Ok(sent)
     }
 
     /// The user's variant of a running `prompt_design` experiment, else of a `cta_design` one.

@@ -16,6 +16,46 @@ use crate::store::{keys, nkeys, DocWrite, Expect, Versioned};
 pub(super) const IMPRESSIONS: &str = "impressions";
 pub(super) const CONVERSIONS: &str = "conversions";
 
+/// One admin change of the catalog: who, when, and the proof before and after.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProofAudit {
+    pub proof_id: String,
+    pub version: u64,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// `created`, `updated` or `deleted`.
+    pub action: String,
+    pub before: Option<Proof>,
+    pub after: Option<Proof>,
+}
+
+fn audit_write(
+    proof_id: &str,
+    version: u64,
+    actor: &str,
+    action: &str,
+    before: Option<&Proof>,
+    after: Option<&Proof>,
+    at: DateTime<Utc>,
+) -> Result<DocWrite, NudgeError> {
+    let record = ProofAudit {
+        proof_id: proof_id.to_string(),
+        version,
+        at,
+        actor: actor.to_string(),
+        action: action.to_string(),
+        before: before.cloned(),
+        after: after.cloned(),
+    };
+    Ok(DocWrite::put(
+        nkeys::proof_audit(proof_id),
+        format!("{version:010}"),
+        &record,
+        1,
+        Expect::New,
+    )?)
+}
+
 /// A proof served to a user, with why it ranked where it did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServedProof {
@@ -60,14 +100,24 @@ impl Nudges<'_> {
     pub async fn create_proof(
         &self,
         body: &serde_json::Value,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Proof, NudgeError> {
         let input = social_proof::parse_input(body).map_err(NudgeError::Invalid)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut proof = social_proof::create(id.clone(), input, now);
         proof.version = 1;
-        let w = DocWrite::put(nkeys::PROOFS.to_string(), id, &proof, 1, Expect::New)?;
-        match self.store.write_docs(vec![w]).await? {
+        let writes = vec![
+            DocWrite::put(
+                nkeys::PROOFS.to_string(),
+                id.clone(),
+                &proof,
+                1,
+                Expect::New,
+            )?,
+            audit_write(&id, 1, actor, "created", None, Some(&proof), now)?,
+        ];
+        match self.store.write_docs(writes).await? {
             CommitOutcome::Committed => Ok(proof),
             CommitOutcome::Conflict => {
                 Err(NudgeError::Conflict("proof id collision; retry".into()))
@@ -79,6 +129,7 @@ impl Nudges<'_> {
         &self,
         proof_id: &str,
         body: &serde_json::Value,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Proof, NudgeError> {
         let patch = social_proof::parse_patch(body).map_err(NudgeError::Invalid)?;
@@ -89,7 +140,8 @@ impl Nudges<'_> {
                 )));
             };
             let current = with_counters(v.clone());
-            let next = social_proof::apply_patch(&current, &patch, now);
+            let mut next = social_proof::apply_patch(&current, &patch, now);
+            next.version = v.version + 1;
             let mut w = DocWrite::put(
                 nkeys::PROOFS.to_string(),
                 proof_id.to_string(),
@@ -101,34 +153,67 @@ impl Nudges<'_> {
             w = w
                 .with_number(IMPRESSIONS, current.impressions as i64)
                 .with_number(CONVERSIONS, current.conversions as i64);
-            if self.store.write_docs(vec![w]).await? == CommitOutcome::Committed {
-                let mut p = next;
-                p.version = v.version + 1;
-                return Ok(p);
+            let audit = audit_write(
+                proof_id,
+                v.version + 1,
+                actor,
+                "updated",
+                Some(&current),
+                Some(&next),
+                now,
+            )?;
+            if self.store.write_docs(vec![w, audit]).await? == CommitOutcome::Committed {
+                return Ok(next);
             }
         }
         Err(NudgeError::Contended(format!("social proof {proof_id}")))
     }
 
-    pub async fn delete_proof(&self, proof_id: &str) -> Result<(), NudgeError> {
-        if self
-            .store
-            .get_doc::<Proof>(nkeys::PROOFS, proof_id)
-            .await?
-            .is_none()
-        {
-            return Err(NudgeError::NotFound(format!(
-                "no social proof '{proof_id}'"
-            )));
+    pub async fn delete_proof(
+        &self,
+        proof_id: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), NudgeError> {
+        for _ in 0..ATTEMPTS {
+            let Some(v) = self.store.get_doc::<Proof>(nkeys::PROOFS, proof_id).await? else {
+                return Err(NudgeError::NotFound(format!(
+                    "no social proof '{proof_id}'"
+                )));
+            };
+            let current = with_counters(v.clone());
+            let writes = vec![
+                DocWrite::delete(
+                    nkeys::PROOFS.to_string(),
+                    proof_id.to_string(),
+                    Expect::Version(v.version),
+                ),
+                audit_write(
+                    proof_id,
+                    v.version + 1,
+                    actor,
+                    "deleted",
+                    Some(&current),
+                    None,
+                    now,
+                )?,
+            ];
+            if self.store.write_docs(writes).await? == CommitOutcome::Committed {
+                return Ok(());
+            }
         }
-        self.store
-            .write_docs(vec![DocWrite::delete(
-                nkeys::PROOFS.to_string(),
-                proof_id.to_string(),
-                Expect::Any,
-            )])
-            .await?;
-        Ok(())
+        Err(NudgeError::Contended(format!("social proof {proof_id}")))
+    }
+
+    /// Every change of a proof, oldest first (kept after the proof is deleted).
+    pub async fn proof_audit(&self, proof_id: &str) -> Result<Vec<ProofAudit>, NudgeError> {
+        Ok(self
+            .store
+            .query_docs::<ProofAudit>(&nkeys::proof_audit(proof_id), "", true, None)
+            .await?
+            .into_iter()
+            .map(|v| v.value)
+            .collect())
     }
 
     /// At most `max_proofs` approved proofs relevant to the user, none shown to them within

@@ -549,6 +549,10 @@ impl Nudges<'_> {
             let trials = self.trials(user_id).await?;
             let mut stored = self.stored_reminders(user_id, None).await?;
             let wall = Utc::now();
+            // Prompts whose outbox send was not confirmed ride on the same sweep.
+            report
+                .resent
+                .extend(self.flush_stale_prompts(user_id, wall).await?);
             // Unconfirmed sends whose claim is stale: send again (same message id).
             let stale: Vec<Versioned<StoredReminder>> = stored
                 .iter()
@@ -670,7 +674,8 @@ impl Nudges<'_> {
                                 }
                                 Err(e) => {
                                     next.reminder.status = ReminderStatus::Skipped;
-                                    next.reminder.reason = Some(format!("template_error: {e}"));
+                                    tracing::warn!(reminder = %id, error = %e, "reminder template does not render");
+                                    next.reminder.reason = Some("template_error".to_string());
                                     this_run.skipped.push(id.clone());
                                 }
                             }
