@@ -1,4 +1,4 @@
-"""moto's server for DynamoDB and SQS, with two fixes tierup's tests depend on.
+"""moto's server for DynamoDB and SQS, with three fixes tierup's tests depend on.
 
 1. Thread safety: moto's backends are plain dicts mutated by a threaded WSGI server, so two
    concurrent requests can fail with "dictionary changed size during iteration". Every request
@@ -9,7 +9,9 @@
    is the same all-or-nothing behaviour.
 3. Query cost: moto answers a Query on the table by scanning every item of the table for the
    partition key. Here a table Query reads only the queried partition, as DynamoDB does, so a
-   Query costs what it costs in AWS rather than O(table size).
+   Query costs what it costs in AWS rather than O(table size). An index Query still visits
+   every item (there is no index structure), but compares raw strings and sorts only the
+   matches instead of sorting the whole table first.
 
 Usage: python tierup_moto.py [-H HOST] [-p PORT]
 """
@@ -98,8 +100,37 @@ DynamoDBBackend.transact_write_items = _transact_write_items
 _original_query = Table.query
 
 
+def _index_candidates(self, conditions):
+    """Items whose index hash attributes equal the queried values, found by comparing the
+    raw strings (moto compares DynamoType objects item by item, which is slow on a large
+    table under the global lock)."""
+    wanted = [(name, getattr(value, "value", None)) for name, value in conditions]
+    found = []
+    for partition in self.items.values():
+        for item in partition.values() if self.has_range_key else [partition]:
+            attrs = item.attrs
+            ok = True
+            for name, target in wanted:
+                v = attrs.get(name)
+                if v is None or v.value != target:
+                    ok = False
+                    break
+            if ok:
+                found.append(item)
+    return found
+
+
 def _query(self, hash_key, *args, **kwargs):
     index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
+    conditions = kwargs.get("hash_key_conditions") or []
+    if index_name and conditions:
+        # Same semantics, fewer items: moto still applies every condition, sort and filter.
+        items = _index_candidates(self, conditions)
+        self.all_items = lambda: iter(items)
+        try:
+            return _original_query(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
     if index_name or hash_key is None:
         return _original_query(self, hash_key, *args, **kwargs)
     partition = self.items.get(hash_key)

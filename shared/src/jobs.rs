@@ -57,6 +57,11 @@ pub fn effective_now(
     input: &ScheduleInput,
     fired: DateTime<Utc>,
 ) -> Result<DateTime<Utc>, JobError> {
+    if !input.params.is_null() && !input.params.is_object() {
+        return Err(JobError::BadParams(
+            "params must be an object such as {\"now\": \"<RFC 3339>\"}".into(),
+        ));
+    }
     if let Some(map) = input.params.as_object() {
         if let Some(other) = map.keys().find(|k| k.as_str() != "now") {
             return Err(JobError::BadParams(format!(

@@ -50,14 +50,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/users/{user_id}/profile", get(profile))
         .route("/v1/stats/daily/{date}", get(daily_stats))
         .route("/v1/health", get(health))
-        .fallback(not_found)
+        .fallback(shared::http::not_found)
         // The handler enforces the 1 MB limit itself, answering problem+json.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
-}
-
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".to_string())
 }
 
 #[derive(Debug, Serialize)]

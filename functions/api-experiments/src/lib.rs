@@ -28,9 +28,7 @@ use shared::experiments::fold::{
     fold_observations, Assignment, MetricFoldReport, MetricFoldSettings, MetricStore, Observation,
 };
 use shared::experiments::lifecycle::{self, AuditRecord, LifecycleError};
-use shared::experiments::model::{
-    parse_json, CreateRequest, Experiment, MetricKind, Status, UpdateRequest,
-};
+use shared::experiments::model::{CreateRequest, Experiment, MetricKind, Status, UpdateRequest};
 use shared::http::{Authenticated, HasVerifier};
 use shared::ingest::CommitOutcome;
 use shared::statistics;
@@ -84,27 +82,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/experiments/{key}/assign", post(assign))
         .route("/v1/assignments", post(assign_all))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(shared::http::not_found)
+        .method_not_allowed_fallback(shared::http::method_not_allowed)
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".to_string())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
 fn body_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the body has {} bytes; the limit is {MAX_BODY}",
-            body.len()
-        )));
-    }
-    parse_json(body).map_err(ApiError::Validation)
+    shared::http::json_body(body, MAX_BODY)
 }
 
 fn lifecycle_error(e: LifecycleError) -> ApiError {

@@ -23,7 +23,6 @@ use shared::auth::{Principal, Role, Verifier};
 use shared::config::Config;
 use shared::error::ApiError;
 use shared::events::FieldError;
-use shared::experiments::model::parse_json;
 use shared::http::{Authenticated, HasVerifier};
 use shared::nudges::service::{CreateOffer, Nudges, TrialSpec};
 use shared::queue::SqsProducer;
@@ -45,14 +44,7 @@ impl HasVerifier for AppState {
 
 impl AppState {
     fn nudges(&self) -> Nudges<'_> {
-        Nudges {
-            store: &self.store,
-            sink: &self.producer,
-            outbox_url: &self.config.outbox_queue_url,
-            settings: &self.config.nudges,
-            shards: self.config.aggregate_shards,
-            dedupe_ttl_days: self.config.dedupe_ttl_days,
-        }
+        Nudges::from_config(&self.store, &self.producer, &self.config)
     }
 }
 
@@ -104,27 +96,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/offers/{code}/redeem", post(redeem_offer))
         .route("/v1/users/{user_id}/optimization", get(optimization))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(shared::http::not_found)
+        .method_not_allowed_fallback(shared::http::method_not_allowed)
         .with_state(state)
 }
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("no such route".to_string())
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
 fn body_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "the body has {} bytes; the limit is {MAX_BODY}",
-            body.len()
-        )));
-    }
-    parse_json(body).map_err(ApiError::Validation)
+    shared::http::json_body(body, MAX_BODY)
 }
 
 /// An empty body reads as `{}`.

@@ -114,14 +114,7 @@ async fn reminder_sweep(
     fired: chrono::DateTime<chrono::Utc>,
 ) -> Result<Value, Error> {
     let now = effective_now(input, fired)?;
-    let nudges = Nudges {
-        store: &s.store,
-        sink: &s.producer,
-        outbox_url: &s.config.outbox_queue_url,
-        settings: &s.config.nudges,
-        shards: s.config.aggregate_shards,
-        dedupe_ttl_days: s.config.dedupe_ttl_days,
-    };
+    let nudges = Nudges::from_config(&s.store, &s.producer, &s.config);
     let users = nudges.due_users(now).await?;
     let due: Vec<_> = users
         .iter()

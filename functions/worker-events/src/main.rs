@@ -29,14 +29,7 @@ async fn main() -> Result<(), Error> {
         async move {
             let (store, producer, config, settings) = state.as_ref();
             let step = NudgeStep {
-                nudges: Nudges {
-                    store,
-                    sink: producer,
-                    outbox_url: &config.outbox_queue_url,
-                    settings: &config.nudges,
-                    shards: config.aggregate_shards,
-                    dedupe_ttl_days: config.dedupe_ttl_days,
-                },
+                nudges: Nudges::from_config(store, producer, config),
                 default_trial_days: config.default_trial_days,
             };
             Ok::<_, Error>(worker_events::handle(store, settings, Some(&step), event.payload).await)

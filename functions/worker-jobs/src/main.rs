@@ -171,14 +171,7 @@ async fn reminder_dispatch(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailu
     } else {
         now
     };
-    let nudges = Nudges {
-        store: &jobs.store,
-        sink: &jobs.producer,
-        outbox_url: &jobs.config.outbox_queue_url,
-        settings: &jobs.config.nudges,
-        shards: jobs.config.aggregate_shards,
-        dedupe_ttl_days: jobs.config.dedupe_ttl_days,
-    };
+    let nudges = Nudges::from_config(&jobs.store, &jobs.producer, &jobs.config);
     let report = nudges.dispatch_user(user_id, now, &job.job_id).await?;
     tracing::info!(
         user_id,

@@ -14,3 +14,27 @@ pub use problem::{error_chain, problem_for, problem_response, Problem, PROBLEM_C
 pub async fn run(router: axum::Router) -> Result<(), lambda_http::Error> {
     lambda_http::run(router.layer(axum::middleware::from_fn(correlation_layer))).await
 }
+
+/// The router fallback: a path no route serves.
+pub async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound("no such route".to_string())
+}
+
+/// The router's method fallback: a route that does not take this method.
+pub async fn method_not_allowed() -> crate::error::ApiError {
+    crate::error::ApiError::MethodNotAllowed
+}
+
+/// A JSON request body of at most `max` bytes, parsed into `T` with the field at fault named.
+pub fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    max: usize,
+) -> Result<T, crate::error::ApiError> {
+    if body.len() > max {
+        return Err(crate::error::ApiError::PayloadTooLarge(format!(
+            "the body has {} bytes; the limit is {max}",
+            body.len()
+        )));
+    }
+    crate::experiments::model::parse_json(body).map_err(crate::error::ApiError::Validation)
+}

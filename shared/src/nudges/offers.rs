@@ -9,7 +9,7 @@
 //! `unknown_tier` (a tier not on the ladder, once per unknown tier), `not_an_upgrade` (target not
 //! above current), `low_engagement` (`engagement_score < min_engagement_score`, 0.5; a
 //! non-finite score fails), `low_feature_usage` (`feature_usage < min_feature_usage`, 2) and,
-//! when `trial_eligibility` is on (default), `not_trial_eligible` (the user has paid before).
+//! when `trial_eligibility` is on (default), `not_trial_eligible` (the user is not in a trial and has had one before).
 //!
 //! **Value ranges** (inclusive, per path): `percentage_discount` uses `discount_ranges[path]`
 //! (percent; default `budget_to_mid` 20–40, `mid_to_professional` 25–50,
@@ -139,7 +139,7 @@ pub struct Eligibility {
     pub min_engagement_score: f64,
     /// Minimum number of features used (default 2).
     pub min_feature_usage: u64,
-    /// When true (default), only users who have never paid (trialing or free) qualify.
+    /// When true (default), only users in a trial now or who never had one qualify.
     pub trial_eligibility: bool,
 }
 
@@ -319,7 +319,7 @@ impl OfferSettings {
 pub struct EligibilityInput {
     pub engagement_score: f64,
     pub feature_usage: u64,
-    /// True when the user has never paid (trialing or free).
+    /// True when the user is in a trial now or has never had one.
     pub trial_eligible: bool,
     pub current_tier: String,
     pub target_tier: String,
@@ -380,7 +380,7 @@ pub fn check_eligibility(
         fail("low_feature_usage", msg, usage, json!(min_usage));
     }
     if s.eligibility.trial_eligibility && !i.trial_eligible {
-        let msg = "offers are for users who have not paid before".to_string();
+        let msg = "offers are for users in a trial or who have not had one yet".to_string();
         fail("not_trial_eligible", msg, json!(false), json!(true));
     }
     if out.is_empty() {

@@ -173,7 +173,8 @@ pub fn trial_tier(p: &Profile) -> Option<String> {
 }
 
 /// The tier the user pays for now: their subscription's tier while it is active or past
-/// due; a trialing or never-subscribed user is on `free`.
+/// due; a trialing, cancelled or expired user is on `free`; a user who never subscribed is
+/// on the tier the app reported (`identify`), else `free`.
 pub fn paid_tier(p: &Profile) -> String {
     match p.subscription.as_ref().map(|s| &s.value) {
         Some(s)

@@ -17,10 +17,9 @@ use shared::experiments::lifecycle;
 use shared::experiments::model::{parse_json, CreateRequest, Experiment, Status, UpdateRequest};
 use shared::experiments::runner::{run_check, CheckRun};
 use shared::ingest::CommitOutcome;
-use shared::queue::SqsProducer;
 use shared::store::{Created, DynamoStore};
 
-use crate::support::{aws, fresh_store};
+use crate::support::{fresh_store, outbox};
 
 const SETTINGS: MetricFoldSettings = MetricFoldSettings {
     dedupe_ttl_days: 35,
@@ -337,20 +336,6 @@ async fn recorded_results_of_unassigned_users_are_not_counted() {
         .variant;
     assert_eq!(stats.sum(0, 1, v), 25.0);
     assert_eq!(stats.sum_squares(0, 1, v), 625.0);
-}
-
-async fn outbox() -> (SqsProducer, aws_sdk_sqs::Client, String) {
-    let config = aws().await;
-    let client = aws_sdk_sqs::Client::new(&config);
-    let url = client
-        .create_queue()
-        .queue_name(format!("outbox-{}", uuid::Uuid::new_v4()))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (SqsProducer::new(client.clone()), client, url)
 }
 
 async fn received(client: &aws_sdk_sqs::Client, url: &str) -> Vec<Value> {

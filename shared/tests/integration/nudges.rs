@@ -15,21 +15,7 @@ use shared::nudges::NudgeSettings;
 use shared::queue::SqsProducer;
 use shared::store::{keys, nkeys, DocWrite, DynamoStore, Expect};
 
-use crate::support::{aws, fresh_store};
-
-async fn outbox() -> (SqsProducer, aws_sdk_sqs::Client, String) {
-    let config = aws().await;
-    let client = aws_sdk_sqs::Client::new(&config);
-    let url = client
-        .create_queue()
-        .queue_name(format!("outbox-{}", uuid::Uuid::new_v4()))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    (SqsProducer::new(client.clone()), client, url)
-}
+use crate::support::{fresh_store, outbox};
 
 /// Every message on the queue (read until empty), as (SQS message id, body).
 async fn drain(client: &aws_sdk_sqs::Client, url: &str) -> Vec<(String, Value)> {

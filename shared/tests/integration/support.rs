@@ -71,3 +71,18 @@ pub async fn fresh_store() -> DynamoStore {
         .expect("the local DynamoDB emulator must be running (make test starts it)");
     DynamoStore::new(client, table)
 }
+
+/// A fresh SQS queue standing in for the outbox: the producer, a client and its URL.
+pub async fn outbox() -> (shared::queue::SqsProducer, aws_sdk_sqs::Client, String) {
+    let config = aws().await;
+    let client = aws_sdk_sqs::Client::new(&config);
+    let url = client
+        .create_queue()
+        .queue_name(format!("outbox-{}", uuid::Uuid::new_v4()))
+        .send()
+        .await
+        .expect("the local SQS emulator must be running (make test starts it)")
+        .queue_url
+        .unwrap_or_default();
+    (shared::queue::SqsProducer::new(client.clone()), client, url)
+}

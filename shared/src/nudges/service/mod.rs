@@ -86,6 +86,24 @@ pub struct Nudges<'a> {
     pub dedupe_ttl_days: u32,
 }
 
+impl<'a> Nudges<'a> {
+    /// The service over a function's clients and configuration.
+    pub fn from_config(
+        store: &'a DynamoStore,
+        sink: &'a dyn MessageSink,
+        config: &'a crate::config::Config,
+    ) -> Nudges<'a> {
+        Nudges {
+            store,
+            sink,
+            outbox_url: &config.outbox_queue_url,
+            settings: &config.nudges,
+            shards: config.aggregate_shards,
+            dedupe_ttl_days: config.dedupe_ttl_days,
+        }
+    }
+}
+
 impl Nudges<'_> {
     async fn profile(&self, user_id: &str) -> Result<Profile, NudgeError> {
         Ok(self
