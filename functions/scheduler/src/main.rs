@@ -88,15 +88,7 @@ async fn sweep(
         .iter()
         .map(|key| significance_check_message(key, now))
         .collect();
-    let bodies = due
-        .iter()
-        .map(serde_json::to_string)
-        .collect::<Result<Vec<_>, _>>()?;
-    if !bodies.is_empty() {
-        let sink: &dyn MessageSink = &s.producer;
-        sink.send_all(&s.config.jobs_queue_url, bodies, None)
-            .await?;
-    }
+    enqueue(s, &due).await?;
     tracing::info!(
         running = running.len(),
         due = due.len(),
@@ -120,7 +112,14 @@ async fn reminder_sweep(
         .iter()
         .map(|u| reminder_dispatch_message(u, now))
         .collect();
-    let bodies = due
+    enqueue(s, &due).await?;
+    tracing::info!(users = due.len(), "reminder sweep");
+    Ok(serde_json::json!({ "enqueued": due }))
+}
+
+/// Sends a sweep's job messages to the jobs queue (nothing to send, no request).
+async fn enqueue(s: &Scheduler, jobs: &[shared::queue::JobMessage]) -> Result<(), Error> {
+    let bodies = jobs
         .iter()
         .map(serde_json::to_string)
         .collect::<Result<Vec<_>, _>>()?;
@@ -129,6 +128,5 @@ async fn reminder_sweep(
         sink.send_all(&s.config.jobs_queue_url, bodies, None)
             .await?;
     }
-    tracing::info!(users = due.len(), "reminder sweep");
-    Ok(serde_json::json!({ "enqueued": due }))
+    Ok(())
 }

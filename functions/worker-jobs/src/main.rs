@@ -96,6 +96,16 @@ async fn run_record(jobs: &Jobs, body: &str) -> Result<(), JobFailure> {
     }
 }
 
+/// The time a fanned-out job runs as: its sweep's `params.now`, else the wall clock.
+fn job_now(job: &JobMessage) -> chrono::DateTime<chrono::Utc> {
+    job.params
+        .get("now")
+        .and_then(|v| v.as_str())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(chrono::Utc::now)
+}
+
 /// Runs one experiment's scheduled sequential significance check (see
 /// `shared::experiments::runner`). `params.now` is the sweep's time (injectable for replays).
 async fn significance_check(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailure> {
@@ -104,13 +114,7 @@ async fn significance_check(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFail
         .get("experiment")
         .and_then(|v| v.as_str())
         .ok_or_else(|| JobFailure::BadParams("params.experiment is required".into()))?;
-    let now = job
-        .params
-        .get("now")
-        .and_then(|v| v.as_str())
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(chrono::Utc::now);
+    let now = job_now(job);
     let run = run_check(
         &jobs.store,
         &jobs.producer,
@@ -155,13 +159,7 @@ async fn reminder_dispatch(jobs: &Jobs, job: &JobMessage) -> Result<(), JobFailu
         .get("user_id")
         .and_then(|v| v.as_str())
         .ok_or_else(|| JobFailure::BadParams("params.user_id is required".into()))?;
-    let now = job
-        .params
-        .get("now")
-        .and_then(|v| v.as_str())
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_else(chrono::Utc::now);
+    let now = job_now(job);
     // A job delivered late (say, redriven from the DLQ hours later) runs as of the real time,
     // so quiet hours, caps and "hours left" are judged when the message really leaves; an
     // injected later time (a test or replay of the future) is kept.

@@ -342,42 +342,37 @@ impl Nudges<'_> {
     }
 
     /// A running `timing` experiment may set the expiry offsets and a `messaging` one the
-    /// templates; the user's variant decides. A variant config that does not parse is
-    /// ignored (and logged): the defaults apply.
+    /// templates; the user's variant decides (the control, which sets nothing, is tagged too:
+    /// its users are in the test). A variant whose config does not parse takes nobody in
+    /// (creation refuses such configs, so this guards only older data).
     async fn apply_experiments(
         &self,
         t: &mut TrialRecord,
         profile: &Profile,
         now: DateTime<Utc>,
     ) -> Result<(), NudgeError> {
-        if let Some(v) = self.variant_for(TestType::Timing, profile, now).await? {
-            match crate::nudges::variants::timing_override(&v.config) {
-                Ok(offsets) => {
-                    // The control (no offsets) is tagged too: its users are in the test.
-                    t.offsets_override = offsets;
-                    t.timing = Some(ExperimentTag {
-                        key: v.experiment,
-                        variant: v.variant,
-                    });
-                }
-                Err(errors) => {
-                    tracing::warn!(experiment = %v.experiment, ?errors, "timing variant config ignored")
-                }
-            }
+        use crate::nudges::variants::{messaging_override, timing_override};
+        let timing_ok = |c: &serde_json::Value| timing_override(c).is_ok();
+        if let Some(v) = self
+            .variant_if(TestType::Timing, profile, now, &timing_ok)
+            .await?
+        {
+            t.offsets_override = timing_override(&v.config).unwrap_or_default();
+            t.timing = Some(ExperimentTag {
+                key: v.experiment,
+                variant: v.variant,
+            });
         }
-        if let Some(v) = self.variant_for(TestType::Messaging, profile, now).await? {
-            match crate::nudges::variants::messaging_override(&v.config) {
-                Ok(templates) => {
-                    t.templates_override = templates;
-                    t.messaging = Some(ExperimentTag {
-                        key: v.experiment,
-                        variant: v.variant,
-                    });
-                }
-                Err(errors) => {
-                    tracing::warn!(experiment = %v.experiment, ?errors, "messaging variant config ignored")
-                }
-            }
+        let messaging_ok = |c: &serde_json::Value| messaging_override(c).is_ok();
+        if let Some(v) = self
+            .variant_if(TestType::Messaging, profile, now, &messaging_ok)
+            .await?
+        {
+            t.templates_override = messaging_override(&v.config).unwrap_or_default();
+            t.messaging = Some(ExperimentTag {
+                key: v.experiment,
+                variant: v.variant,
+            });
         }
         Ok(())
     }
