@@ -10,6 +10,9 @@
 //!   waits for the 6 h cooldown until 14:00; the 1 h one (22:00) falls in quiet hours past
 //!   the trial end and is skipped;
 //! - a conversion after the second send cancels the rest.
+//!
+//! Then a second user whose running `timing` variant plans six expiry reminders 12 h apart:
+//! five go out, the sixth and a lower-priority one are skipped by the per-trial cap.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -171,6 +174,7 @@ impl Run<'_> {
     }
 }
 
+/// Both trial scenarios, one after the other (see the second one).
 #[tokio::test]
 async fn a_trial_gets_its_reminders_at_their_times_within_every_cap_and_a_conversion_stops_them() {
     let stack = Stack::from_env();
@@ -401,4 +405,126 @@ async fn a_trial_gets_its_reminders_at_their_times_within_every_cap_and_a_conver
         .filter(|m| m["type"] == "upgrade_prompt")
         .count();
     assert!(prompt_messages <= 1, "the prompt reached the outbox twice");
+
+    a_timing_variant_with_six_offsets_reaches_the_per_trial_cap_of_five().await;
+}
+
+/// Run after the first scenario, never beside it: a sweep as of some time acts on every
+/// user, so two time-travelling scenarios at once would dispatch each other's reminders.
+async fn a_timing_variant_with_six_offsets_reaches_the_per_trial_cap_of_five() {
+    let stack = Stack::from_env();
+    let service = stack.token(Role::Service, "e2e-service");
+    let admin = stack.token(Role::Admin, "e2e-admin");
+    let user = unique("capped-user");
+    let segment = unique("e2e_cap").replace('-', "_");
+    let now = Utc::now();
+    let (zone, offset) = zone_at_ten(now);
+    let local_now = now.with_timezone(&offset);
+    let local = |days: i64, h: u32| -> DateTime<Utc> {
+        (local_now.date_naive() + Span::days(days))
+            .and_time(NaiveTime::from_hms_opt(h, 0, 0).unwrap())
+            .and_local_timezone(offset)
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+
+    // A running timing test that only this user's segment enters; its treatment (weight 1)
+    // plans six expiry reminders, 12 h apart, all outside quiet hours.
+    let key = format!(
+        "e2e-cap-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let definition = json!({
+        "key": key, "name": "Six reminders", "test_type": "timing",
+        "variants": [{"key": "control"},
+                     {"key": "six", "config": {"offsets_hours": [84, 72, 60, 48, 36, 24]}}],
+        "weights": [0.0, 1.0],
+        "condition": {"segment": segment},
+        "primary_metric": {"name": "upgraded", "kind": "proportion", "event": "subscription_started"}
+    });
+    let (status, body) = stack
+        .post_json("/v1/experiments", &admin, &definition)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let status_path = format!("/v1/experiments/{key}/status");
+    let (status, body) = stack
+        .post_json(&status_path, &admin, &json!({"status": "running"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let ends = local(4, 20);
+    let events = json!({"events": [
+        {"event_id": unique("e"), "type": "identify", "user_id": user,
+         "timestamp": (now - Span::seconds(5)).to_rfc3339(),
+         "properties": {"timezone": zone, "segment": segment}},
+        {"event_id": unique("e"), "type": "subscription_trial_started", "user_id": user,
+         "timestamp": now.to_rfc3339(),
+         "properties": {"plan": "pro_monthly", "tier": "professional", "trial_ends_at": ends.to_rfc3339()}}]});
+    let (status, body) = stack.post_json("/v1/events", &service, &events).await;
+    assert_eq!(status, 202, "{body}");
+    let mut run = Run {
+        stack: &stack,
+        sqs: stack.sqs().await,
+        outbox: queue_url("OutboxQueue"),
+        jobs: queue_url("JobsQueue"),
+        user: user.clone(),
+        admin: admin.clone(),
+        seen: BTreeMap::new(),
+    };
+    // Six expiry reminders (the variant's offsets), and a low-usage reminder: nothing used yet.
+    let expiry = |rs: &[Value]| {
+        rs.iter()
+            .filter(|r| r["reminder_type"] == "trial_expiry")
+            .count()
+    };
+    let planned = eventually(
+        "six planned expiry reminders",
+        Duration::from_secs(90),
+        || async {
+            let rs = run.reminders().await;
+            (expiry(&rs) == 6).then_some(rs)
+        },
+    )
+    .await;
+    for r in &planned {
+        if r["reminder_type"] == "trial_expiry" {
+            // The reminders the variant shaped carry its tag.
+            assert_eq!(r["experiment"]["key"], key.as_str(), "{r}");
+        }
+        assert_eq!(r["status"], "planned", "{r}");
+    }
+
+    // Each falls due in turn; five go, and the sixth finds the trial's cap reached.
+    let mut sent = Vec::new();
+    for (days, hour) in [(1, 8), (1, 20), (2, 8), (2, 20), (3, 8), (3, 20)] {
+        sent.extend(run.sweep(local(days, hour)).await);
+    }
+    assert_eq!(sent.len(), 5, "{sent:?}");
+    assert!(
+        sent.iter().all(|m| m["reminder_type"] == "trial_expiry"),
+        "{sent:?}"
+    );
+    let after = run.reminders().await;
+    let last = Run::find(&after, ":trial_expiry:24h");
+    assert_eq!(last["status"], "skipped", "{last}");
+    assert_eq!(last["reason"], "per_trial_cap", "{last}");
+    // The lower-priority reminder lost its place to the expiry ones: higher priority wins
+    // when the cap forces a choice.
+    for r in after
+        .iter()
+        .filter(|r| r["reminder_type"] != "trial_expiry")
+    {
+        assert_eq!(r["status"], "skipped", "{r}");
+        assert_eq!(r["reason"], "per_trial_cap", "{r}");
+    }
+    let ids: BTreeSet<&str> = sent
+        .iter()
+        .map(|m| m["message_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5, "each once");
+
+    let (status, body) = stack
+        .post_json(&status_path, &admin, &json!({"status": "cancelled"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
 }
