@@ -104,6 +104,20 @@ struct Run<'a> {
     seen: BTreeMap<String, Value>,
 }
 
+impl<'a> Run<'a> {
+    async fn new(stack: &'a Stack, user: &str, admin: &str) -> Run<'a> {
+        Run {
+            stack,
+            sqs: stack.sqs().await,
+            outbox: queue_url("OutboxQueue"),
+            jobs: queue_url("JobsQueue"),
+            user: user.to_string(),
+            admin: admin.to_string(),
+            seen: BTreeMap::new(),
+        }
+    }
+}
+
 impl Run<'_> {
     async fn reminders(&self) -> Vec<Value> {
         let (status, body) = self
@@ -261,15 +275,7 @@ async fn a_trial_gets_its_reminders_at_their_times_within_every_cap_and_a_conver
         "properties": {"plan": "mid_monthly", "tier": "mid", "trial_ends_at": ends.to_rfc3339()}}]});
     let (status, body) = stack.post_json("/v1/events", &service, &trial).await;
     assert_eq!(status, 202, "{body}");
-    let mut run = Run {
-        stack: &stack,
-        sqs: stack.sqs().await,
-        outbox: queue_url("OutboxQueue"),
-        jobs: queue_url("JobsQueue"),
-        user: user.clone(),
-        admin: admin.clone(),
-        seen: BTreeMap::new(),
-    };
+    let mut run = Run::new(&stack, &user, &admin).await;
     let planned = eventually("the trial's reminders", Duration::from_secs(90), || async {
         let rs = run.reminders().await;
         (rs.len() >= 8).then_some(rs)
@@ -462,15 +468,7 @@ async fn a_timing_variant_with_six_offsets_reaches_the_per_trial_cap_of_five() {
          "properties": {"plan": "pro_monthly", "tier": "professional", "trial_ends_at": ends.to_rfc3339()}}]});
     let (status, body) = stack.post_json("/v1/events", &service, &events).await;
     assert_eq!(status, 202, "{body}");
-    let mut run = Run {
-        stack: &stack,
-        sqs: stack.sqs().await,
-        outbox: queue_url("OutboxQueue"),
-        jobs: queue_url("JobsQueue"),
-        user: user.clone(),
-        admin: admin.clone(),
-        seen: BTreeMap::new(),
-    };
+    let mut run = Run::new(&stack, &user, &admin).await;
     // Six expiry reminders (the variant's offsets), and a low-usage reminder: nothing used yet.
     let expiry = |rs: &[Value]| {
         rs.iter()

@@ -52,6 +52,16 @@ fn t(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
 }
 
+/// The trial most tests plan: 2026-11-10 12:00 to 2026-11-24 15:00 UTC, mid_monthly.
+fn trial_spec() -> TrialSpec {
+    TrialSpec {
+        started_at: t("2026-11-10T12:00:00Z"),
+        ends_at: t("2026-11-24T15:00:00Z"),
+        plan: "mid_monthly".into(),
+        tier: "mid".into(),
+    }
+}
+
 struct Fixture {
     store: DynamoStore,
     producer: SqsProducer,
@@ -88,16 +98,7 @@ impl Fixture {
     async fn trial(&self, user: &str) {
         let view = self
             .nudges()
-            .plan_trial(
-                user,
-                TrialSpec {
-                    started_at: t("2026-11-10T12:00:00Z"),
-                    ends_at: t("2026-11-24T15:00:00Z"),
-                    plan: "mid_monthly".into(),
-                    tier: "mid".into(),
-                },
-                t("2026-11-10T12:00:00Z"),
-            )
+            .plan_trial(user, trial_spec(), t("2026-11-10T12:00:00Z"))
             .await
             .unwrap();
         assert_eq!(view.reminders.len(), 5, "{:?}", view.reminders);
@@ -374,16 +375,7 @@ async fn a_timing_and_a_messaging_variant_shape_the_users_reminders() {
     .await;
     let view = f
         .nudges()
-        .plan_trial(
-            "shaped",
-            TrialSpec {
-                started_at: t("2026-11-10T12:00:00Z"),
-                ends_at: t("2026-11-24T15:00:00Z"),
-                plan: "mid_monthly".into(),
-                tier: "mid".into(),
-            },
-            t("2026-11-10T12:00:00Z"),
-        )
+        .plan_trial("shaped", trial_spec(), t("2026-11-10T12:00:00Z"))
         .await
         .unwrap();
     let ids: Vec<&str> = view
